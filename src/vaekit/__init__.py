@@ -1,0 +1,12 @@
+"""vaekit: Variational Autoencoders as in Kingma & Welling, "Auto-Encoding Variational Bayes".
+
+>>> from vaekit import VAE
+>>> vae = VAE(latent_dim=20, hidden=(400,), likelihood="bernoulli").fit(X_train)
+"""
+
+__version__ = "0.1.0"
+
+from vaekit.errors import VaekitError
+from vaekit.estimator import VAE
+
+__all__ = ["VAE", "VaekitError", "__version__"]

@@ -1,0 +1,5 @@
+"""``python -m vaekit`` runs the command line (also what ``torchrun -m vaekit`` starts)."""
+
+from vaekit.cli import main
+
+raise SystemExit(main())

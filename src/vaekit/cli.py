@@ -1,0 +1,271 @@
+"""The ``vaekit`` command line: a thin layer over the Python API.
+
+Every user error ends with one line ``vaekit: error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaekit import plots, storage
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.data import load_data, load_rows
+from vaekit.errors import VaekitError
+from vaekit.estimator import VAE
+from vaekit.likelihoods import LIKELIHOODS
+
+METRICS = "metrics.jsonl"
+
+
+# ---------------------------------------------------------------------------- argument parsing
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'28x28' -> (28, 28)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}") from e
+    return h, w
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    """'400' or '200,200' -> (400,) or (200, 200); '' for none."""
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected widths such as 200,200, got {text!r}") from e
+
+
+def _add_hyperparameters(p: argparse.ArgumentParser) -> None:
+    """One flag per config field; its default is None, meaning 'the config's default'."""
+    defaults = {f.name: f.default for f in (*fields(ModelConfig), *fields(TrainConfig))}
+    g = p.add_argument_group("model and training (defaults from vaekit.config)")
+
+    def add(flag: str, name: str, help: str, **kw: Any) -> None:
+        g.add_argument(flag, dest=name, default=None, help=f"{help} (default: {defaults[name]})", **kw)
+
+    add("--latent-dim", "latent_dim", "size J of the latent z", type=int)
+    add("--hidden", "hidden", "hidden widths, comma-separated", type=_hidden)
+    add("--activation", "activation", "hidden activation", choices=["relu", "tanh"])
+    add("--likelihood", "likelihood", "decoder p(x|z)", choices=sorted(LIKELIHOODS))
+    add("--sigma", "sigma", "std of the gaussian_fixed likelihood", type=float)
+    add("--epochs", "epochs", "training epochs", type=int)
+    add("--batch-size", "batch_size", "minibatch size M", type=int)
+    add("--optimizer", "optimizer", "optimiser", choices=["adam", "adagrad"])
+    add("--lr", "lr", "learning rate", type=float)
+    add("--weight-decay", "weight_decay", "L2 penalty on the weights", type=float)
+    add(
+        "--estimator",
+        "estimator",
+        "SGVB estimator: analytic KL (B) or all Monte Carlo (A)",
+        choices=["analytic", "mc"],
+    )
+    add("--samples", "samples", "samples L of z per data point", type=int)
+    add("--beta", "beta", "weight of the KL term", type=float)
+    add("--binarize", "binarize", "Bernoulli targets", choices=["none", "static", "dynamic"])
+    add("--seed", "seed", "random seed", type=int)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a VAE and write a run folder")
+    p.add_argument(
+        "--data",
+        default="mnist",
+        help="mnist, fashion-mnist, or a .npy/.npz/.csv file or image folder (default: mnist)",
+    )
+    p.add_argument("--resize", type=_size, help="resize images of a folder to HxW")
+    p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/DATA-TIME)")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_hyperparameters(p)
+
+    p = sub.add_parser("sample", help="decode draws from the prior into a picture")
+    p.add_argument("run", type=Path)
+    p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--out", type=Path, default=Path("samples.png"))
+
+    p = sub.add_parser("reconstruct", help="picture of inputs above their reconstructions")
+    p.add_argument("run", type=Path)
+    p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file")
+    p.add_argument("-n", type=int, default=32, help="number of inputs shown (default: 32)")
+    p.add_argument("-o", "--out", type=Path, default=Path("reconstructions.png"))
+
+    p = sub.add_parser("encode", help="posterior means of data, saved as .npy")
+    p.add_argument("run", type=Path)
+    p.add_argument("--data", required=True)
+    p.add_argument("-o", "--out", type=Path, default=Path("z.npy"))
+
+    p = sub.add_parser("decode", help="decoder means of latents from a .npy file, saved as .npy")
+    p.add_argument("run", type=Path)
+    p.add_argument("--latents", type=Path, required=True)
+    p.add_argument("-o", "--out", type=Path, default=Path("x.npy"))
+    return parser
+
+
+# ---------------------------------------------------------------------------- run folders
+
+
+def _prepare_run_folder(out: Path, overwrite: bool) -> Path:
+    """Create the run folder, refusing to reuse a non-empty one unless asked; check it is writable."""
+    if out.exists() and not out.is_dir():
+        raise VaekitError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise VaekitError(f"{out}: run folder exists and is not empty; pass --overwrite to reuse it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VaekitError(f"{out}: cannot create the run folder ({e.strerror or e})") from e
+    if not os.access(out, os.W_OK):
+        raise VaekitError(f"{out}: run folder is not writable")
+    return out
+
+
+def _append_line(path: Path, row: dict[str, Any]) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot be written ({e.strerror or e})") from e
+
+
+def _require_images(vae: VAE, run: Path) -> tuple[int, ...]:
+    if vae.image_shape_ is None:
+        raise VaekitError(f"{run}: the model's data are not images, so there is no picture to draw")
+    return vae.image_shape_
+
+
+def write_pictures(vae: VAE, run: Path, x_test: np.ndarray) -> list[Path]:
+    """samples.png, reconstructions.png, curves.png and (2-D latent) manifold.png in the run folder."""
+    if vae.image_shape_ is None:
+        return []
+    shape = vae.image_shape_
+    written = [
+        plots.save_png(plots.image_grid(vae.sample(64), shape, 8), run / "samples.png"),
+        plots.save_png(
+            plots.reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32]), shape),
+            run / "reconstructions.png",
+        ),
+    ]
+    if vae.latent_dim == 2:
+        grid = vae.inverse_transform(plots.manifold_latents(20))
+        written.append(plots.save_png(plots.image_grid(grid, shape, 20), run / "manifold.png"))
+    if vae.history_:
+        written.append(plots.training_curves(vae.history_, run / "curves.png"))
+    return written
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    names = [f.name for f in (*fields(ModelConfig), *fields(TrainConfig))]
+    params = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    vae = VAE(verbose=not args.quiet, **params)
+    vae._configs()  # validate the flags before touching disk
+    name = Path(str(args.data)).stem
+    run = _prepare_run_folder(
+        args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", args.overwrite
+    )
+    data = load_data(args.data, resize=args.resize, seed=vae.seed)
+    print(data.describe())
+    (run / METRICS).unlink(missing_ok=True)
+
+    def log_epoch(row: dict[str, float]) -> None:
+        _append_line(run / METRICS, row)
+        test = f", test ELBO {row['test_elbo']:.2f}" if "test_elbo" in row else ""
+        print(
+            f"epoch {int(row['epoch'])}: train ELBO {row['train_elbo']:.2f}{test} nats "
+            f"({row['seconds']:.1f} s)",
+            flush=True,
+        )
+
+    vae.fit(data.x_train, X_test=data.x_test, image_shape=data.image_shape, on_epoch_end=log_epoch)
+    vae.save(run)
+    pictures = write_pictures(vae, run, data.x_test.numpy())
+    final = vae.history_[-1]
+    print(
+        f"test ELBO {final['test_elbo']:.2f} nats per example "
+        f"(reconstruction {final['test_recon']:.2f}, KL {final['test_kl']:.2f}); "
+        f"estimator {vae.estimator}, L={vae.samples}"
+    )
+    print(f"run folder: {run}")
+    for path in pictures:
+        print(f"  {path}")
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    storage.atomic_write(path, buffer.getvalue())
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    vae = VAE.load(args.run)
+    shape = _require_images(vae, args.run)
+    images = vae.sample(args.n, seed=args.seed)
+    print(plots.save_png(plots.image_grid(images, shape, min(8, args.n)), args.out))
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    vae = VAE.load(args.run)
+    shape = _require_images(vae, args.run)
+    x = load_rows(args.data)[0][: args.n].numpy()
+    picture = plots.reconstruction_grid(x, vae.reconstruct(x), shape)
+    print(plots.save_png(picture, args.out))
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    vae = VAE.load(args.run)
+    z = vae.transform(load_rows(args.data)[0])
+    _write_npy(args.out, z)
+    print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    vae = VAE.load(args.run)
+    try:
+        z = np.load(args.latents, allow_pickle=False)
+    except FileNotFoundError as e:
+        raise VaekitError(f"{args.latents}: no such file") from e
+    except (ValueError, OSError, EOFError) as e:
+        raise VaekitError(f"{args.latents}: not a readable .npy file ({e})") from e
+    x = vae.inverse_transform(z)
+    _write_npy(args.out, x)
+    print(f"{args.out}: {x.shape[0]} decoded examples of size {x.shape[1]}")
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "reconstruct": cmd_reconstruct,
+    "encode": cmd_encode,
+    "decode": cmd_decode,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vaekit`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except VaekitError as e:
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,88 @@
+"""Typed configuration: every default of the model and of training is set here, once.
+
+The estimator :class:`vaekit.VAE` takes these fields as constructor arguments,
+and the command line reads its defaults from here, so a default changes in one place.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from vaekit.errors import VaekitError
+from vaekit.likelihoods import LIKELIHOODS
+
+Activation = Literal["relu", "tanh"]
+Estimator = Literal["analytic", "mc"]
+Optimizer = Literal["adam", "adagrad"]
+Binarize = Literal["none", "static", "dynamic"]
+
+
+def _check_literals(cfg: object) -> None:
+    """Reject a value outside its field's ``Literal`` choices, naming the field."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):  # type: ignore[arg-type]
+        choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else ()
+        value = getattr(cfg, f.name)
+        if choices and value not in choices:
+            raise VaekitError(f"{f.name} must be one of {list(choices)}, got {value!r}")
+
+
+def _check_positive(cfg: object, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not value > 0:
+            raise VaekitError(f"{name} must be positive, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The generative model p(z) p(x|z) and the inference model q(z|x)."""
+
+    latent_dim: int = 20  # J, the size of z; the prior is N(0, I_J)
+    hidden: tuple[int, ...] = (400,)  # hidden layer widths of encoder and (mirrored) decoder
+    activation: Activation = "relu"  # the paper uses tanh; ReLU is the modern default
+    likelihood: str = "bernoulli"  # a key of vaekit.likelihoods.LIKELIHOODS
+    sigma: float = 1.0  # standard deviation of the 'gaussian_fixed' likelihood
+
+    def __post_init__(self) -> None:
+        _check_literals(self)
+        _check_positive(self, "latent_dim", "sigma")
+        if not all(isinstance(h, int) and h > 0 for h in self.hidden):
+            raise VaekitError(f"hidden must be positive layer widths, got {self.hidden!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise VaekitError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {self.likelihood!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of the ELBO (SGVB / minibatch AEVB)."""
+
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 128  # M, examples per minibatch
+    optimizer: Optimizer = "adam"  # the paper used Adagrad; Adam is the modern default
+    lr: float = 1e-3  # learning rate
+    weight_decay: float = 0.0  # L2 penalty, the paper's small Gaussian prior on parameters
+    estimator: Estimator = "analytic"  # SGVB estimator B (analytic KL) or A ('mc', all Monte Carlo)
+    samples: int = 1  # L, samples of z per data point
+    beta: float = 1.0  # weight of the KL term; 1 is the ELBO, >1 a beta-VAE
+    binarize: Binarize = "none"  # Bernoulli targets: grey levels, one fixed draw, or a new draw each epoch
+    seed: int = 0  # seeds weights, data order, eps and binarization
+    verbose: bool = False  # show a progress bar with the running ELBO
+
+    def __post_init__(self) -> None:
+        _check_literals(self)
+        _check_positive(self, "epochs", "batch_size", "lr", "samples")
+        if self.weight_decay < 0 or self.beta < 0:
+            raise VaekitError("weight_decay and beta must be non-negative")
+
+
+def split_params(params: dict[str, object]) -> tuple[ModelConfig, TrainConfig]:
+    """Sort flat estimator parameters into the two configs (validating both)."""
+    model_keys = {f.name for f in fields(ModelConfig)}
+    model = {k: v for k, v in params.items() if k in model_keys}
+    train = {k: v for k, v in params.items() if k not in model_keys}
+    if "hidden" in model:
+        model["hidden"] = tuple(model["hidden"])  # type: ignore[arg-type]
+    return ModelConfig(**model), TrainConfig(**train)  # type: ignore[arg-type]

@@ -1,0 +1,283 @@
+"""The scikit-learn style estimator :class:`VAE`: composes module, likelihood, objective and trainer."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaekit import __version__, storage
+from vaekit.config import Activation, Binarize, Estimator, ModelConfig, Optimizer, TrainConfig, split_params
+from vaekit.data import as_rows, binarize
+from vaekit.errors import VaekitError
+from vaekit.evaluate import elbo_summary
+from vaekit.likelihoods import make_likelihood
+from vaekit.networks import VAEModule
+from vaekit.objectives import ELBOTerms, elbo
+from vaekit.train import Trainer
+
+ArrayLike = np.ndarray | Tensor | Sequence[Any]
+M, T = ModelConfig, TrainConfig  # the defaults below are read from the configs, set there once
+
+
+class VAE:
+    """Variational autoencoder (Kingma & Welling, Auto-Encoding Variational Bayes).
+
+    The constructor only stores its arguments (see :class:`~vaekit.config.ModelConfig`
+    and :class:`~vaekit.config.TrainConfig` for their meaning); :meth:`fit` builds
+    ``module_`` (a :class:`torch.nn.Module`) and sets ``history_``,
+    ``n_features_in_`` and ``image_shape_``.
+
+    Arrays given to the methods are ``(n, d)`` rows, or ``(n, H, W)`` /
+    ``(n, H, W, C)`` images that are flattened; 8-bit arrays are scaled to [0, 1].
+    Outputs are float32 numpy arrays.
+
+    Examples
+    --------
+    >>> vae = VAE(latent_dim=20, hidden=(400,), likelihood="bernoulli").fit(X_train)
+    >>> Z = vae.transform(X)  # (n, 20) posterior means
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = M.latent_dim,
+        hidden: tuple[int, ...] = M.hidden,
+        activation: Activation = M.activation,
+        likelihood: str = M.likelihood,
+        sigma: float = M.sigma,
+        epochs: int = T.epochs,
+        batch_size: int = T.batch_size,
+        optimizer: Optimizer = T.optimizer,
+        lr: float = T.lr,
+        weight_decay: float = T.weight_decay,
+        estimator: Estimator = T.estimator,
+        samples: int = T.samples,
+        beta: float = T.beta,
+        binarize: Binarize = T.binarize,
+        seed: int = T.seed,
+        verbose: bool = T.verbose,
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.activation = activation
+        self.likelihood = likelihood
+        self.sigma = sigma
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.estimator = estimator
+        self.samples = samples
+        self.beta = beta
+        self.binarize = binarize
+        self.seed = seed
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ scikit-learn protocol
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> VAE:
+        """Set constructor arguments; unknown names are an error. Returns self."""
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise VaekitError(f"VAE has no parameter {name!r}; see VAE.get_params()")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {
+            k: v
+            for k, v in self.get_params().items()
+            if v != inspect.signature(type(self).__init__).parameters[k].default
+        }
+        return f"VAE({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    # ------------------------------------------------------------------ input handling
+
+    def _rows(self, X: ArrayLike, what: str = "X") -> Tensor:
+        """Validate an input array and return it as ``(n, d)`` float32 rows."""
+        x = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
+        rows, _ = as_rows(x, what)
+        if hasattr(self, "n_features_in_") and rows.shape[1] != self.n_features_in_:
+            raise VaekitError(
+                f"{what}: has {rows.shape[1]} features per example, the model was fitted on "
+                f"{self.n_features_in_}"
+            )
+        problem = make_likelihood(self.likelihood, self.sigma).check_data(rows)
+        if problem:
+            raise VaekitError(f"{what}: {problem}")
+        return rows
+
+    def _check_fitted(self) -> VAEModule:
+        if not hasattr(self, "module_"):
+            raise VaekitError("this VAE is not fitted yet; call fit() or VAE.load() first")
+        return self.module_
+
+    def _configs(self) -> tuple[ModelConfig, TrainConfig]:
+        return split_params(self.get_params())
+
+    def _build(self, n_features: int, image_shape: tuple[int, ...] | None) -> None:
+        model_cfg, train_cfg = self._configs()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train_cfg.seed)
+            self.module_ = VAEModule(n_features, model_cfg)
+        self.n_features_in_ = n_features
+        self.image_shape_ = tuple(image_shape) if image_shape else None
+        self.trainer_ = Trainer(self.module_, train_cfg)
+        self.history_: list[dict[str, float]] = []
+
+    def _eval_targets(self, x: Tensor, seed: int) -> Tensor:
+        """Binarize held-out data once, with a recorded seed, when training binarizes."""
+        if self.binarize == "none":
+            return x
+        return binarize(x, torch.Generator().manual_seed(seed))
+
+    # ------------------------------------------------------------------ training
+
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike | None = None,
+        *,
+        X_test: ArrayLike | None = None,
+        image_shape: tuple[int, ...] | None = None,
+        on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    ) -> VAE:
+        """Train from scratch on X for ``epochs`` epochs. Returns self.
+
+        X_test : optional held-out rows; each epoch's metrics then include its ELBO
+        image_shape : (C, H, W) of the rows, for pictures; inferred from 3-D/4-D X
+        on_epoch_end : called with each epoch's metrics (a dict of floats)
+        """
+        x = self._rows(X)
+        shape = image_shape or _image_shape_of(X)
+        self._build(x.shape[1], shape)
+        if self.binarize == "static":
+            x = binarize(x, torch.Generator().manual_seed(self.seed + 1))
+        x_test = (
+            self._eval_targets(self._rows(X_test, "X_test"), self.seed + 2) if X_test is not None else None
+        )
+
+        def record(row: dict[str, float]) -> None:
+            if x_test is not None:
+                test = elbo_summary(self.module_, x_test, None, self.samples, self.estimator, self.seed)
+                row.update({f"test_{k}": v for k, v in test.items()})
+            self.history_.append(row)
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+
+        self.trainer_.fit(x, None, on_epoch_end=record)
+        return self
+
+    def partial_fit(self, X: ArrayLike, y: ArrayLike | None = None) -> VAE:
+        """One optimisation step on the batch X (initialising the model on first use). Returns self."""
+        x = self._rows(X)
+        if not hasattr(self, "module_"):
+            self._build(x.shape[1], _image_shape_of(X))
+        self.trainer_.train_step(x)
+        return self
+
+    # ------------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Posterior means E_q[z|x]: ``(n, latent_dim)``."""
+        module = self._check_fitted().eval()
+        return module.encode(self._rows(X))[0].numpy()
+
+    @torch.no_grad()
+    def inverse_transform(self, Z: ArrayLike) -> np.ndarray:
+        """Decoder means E[x|z] for given latents Z ``(n, latent_dim)``: ``(n, d)``."""
+        module = self._check_fitted().eval()
+        z = torch.as_tensor(np.asarray(Z, dtype=np.float32))
+        if z.ndim != 2 or z.shape[1] != module.latent_dim or not torch.isfinite(z).all():
+            raise VaekitError(
+                f"Z: expected finite latents of shape (n, {module.latent_dim}), got {tuple(z.shape)}"
+            )
+        return module.likelihood.mean(module.decode(z)).numpy()
+
+    def reconstruct(self, X: ArrayLike) -> np.ndarray:
+        """Decoder means of the encoded inputs' posterior means: ``(n, d)``."""
+        return self.inverse_transform(self.transform(X))
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """Decoder means for n draws z ~ N(0, I) from the prior: ``(n, d)``."""
+        module = self._check_fitted()
+        if not isinstance(n, int | np.integer) or n < 1:
+            raise VaekitError(f"n must be a positive integer, got {n!r}")
+        gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        return self.inverse_transform(torch.randn(int(n), module.latent_dim, generator=gen))
+
+    def score(self, X: ArrayLike, y: ArrayLike | None = None) -> float:
+        """Mean ELBO per example on X, in nats (higher is better)."""
+        module = self._check_fitted()
+        return elbo_summary(module, self._rows(X), None, self.samples, self.estimator, self.seed)["elbo"]
+
+    def elbo_terms(self, X: ArrayLike) -> ELBOTerms:
+        """Per-example ELBO terms (reconstruction and KL, nats) on X, without gradients."""
+        module = self._check_fitted().eval()
+        with torch.no_grad():
+            return elbo(module, self._rows(X), None, self.samples, self.estimator)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``config.json`` (arguments, shapes, version) and ``model.safetensors`` to folder."""
+        module = self._check_fitted()
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VaekitError(f"{folder}: cannot create the folder ({e.strerror or e})") from e
+        params = self.get_params()
+        params["hidden"] = list(params["hidden"])
+        storage.save_tensors(folder / storage.WEIGHTS, module.state_dict())
+        storage.write_json(
+            folder / storage.CONFIG,
+            {
+                "vaekit_version": __version__,
+                "params": params,
+                "n_features_in": self.n_features_in_,
+                "image_shape": list(self.image_shape_) if self.image_shape_ else None,
+            },
+        )
+
+    @classmethod
+    def load(cls, folder: str | Path) -> VAE:
+        """Rebuild a saved VAE from ``config.json`` and ``model.safetensors`` in folder."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise VaekitError(f"{folder}: no such model folder")
+        config = storage.read_json(folder / storage.CONFIG)
+        try:
+            vae = cls(**config["params"])
+            vae._build(int(config["n_features_in"]), config.get("image_shape"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise VaekitError(f"{folder / storage.CONFIG}: not a vaekit model config ({e})") from e
+        tensors = storage.load_tensors(folder / storage.WEIGHTS)
+        storage.load_state(vae.module_, tensors, folder / storage.WEIGHTS)
+        return vae
+
+
+def _image_shape_of(X: ArrayLike) -> tuple[int, ...] | None:
+    """(C, H, W) of image-shaped input, or a square single-channel guess for flat rows."""
+    shape = tuple(np.shape(X))
+    if len(shape) == 3:
+        return (1, *shape[1:])
+    if len(shape) == 4:
+        return (shape[3], shape[1], shape[2])
+    side = round(shape[1] ** 0.5) if len(shape) == 2 else 0
+    return (1, side, side) if side * side == shape[-1] else None

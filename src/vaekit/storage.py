@@ -1,0 +1,91 @@
+"""Files on disk: atomic writes, config.json and safetensors weights. Never pickle.
+
+Every write goes to a temporary file in the same folder, is flushed and
+fsync'ed, then renamed over the target, so a crash or a full disk leaves the
+previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from vaekit.errors import VaekitError
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that the file is either the old one or the complete new one."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise VaekitError(f"{path.parent}: cannot write here ({e.strerror or e})") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise VaekitError(f"{path}: cannot be written ({e.strerror or e})") from e
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise VaekitError(f"{path}: no such file") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise VaekitError(f"{path}: not a readable JSON file ({e})") from e
+
+
+def save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Write tensors (made contiguous, on the CPU) as a safetensors file, atomically."""
+    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, st_save(cpu, metadata=metadata))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; anything else (a pickle, a truncated file) is a VaekitError."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError as e:
+        raise VaekitError(f"{path}: no such file") from e
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot be read ({e.strerror or e})") from e
+    try:
+        return st_load(raw)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise VaekitError(f"{path}: not a valid safetensors file ({e})") from e
+
+
+def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path) -> None:
+    """Load weights into ``module``, refusing missing, extra or mis-shaped tensors."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    shapes = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or shapes:
+        raise VaekitError(
+            f"{where}: weights do not match the model in {CONFIG} "
+            f"(missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {shapes[:3]})"
+        )
+    module.load_state_dict(tensors)
