@@ -263,7 +263,7 @@ class VAE:
             raise VaekitError(f"{folder}: no such model folder")
         config = storage.read_json(folder / storage.CONFIG)
         try:
-            vae = cls(**config["params"])
+            vae = cls(**{**config["params"], "hidden": tuple(config["params"]["hidden"])})
             vae._build(int(config["n_features_in"]), config.get("image_shape"))
         except (KeyError, TypeError, ValueError) as e:
             raise VaekitError(f"{folder / storage.CONFIG}: not a vaekit model config ({e})") from e
