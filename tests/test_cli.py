@@ -62,6 +62,15 @@ def test_sample_encode_decode_reconstruct(run, tmp_path, mnist_subset):
     assert Image.open(tmp_path / "r.png").height > 8 * 28
 
 
+def test_eval_writes_log_likelihood_above_the_elbo(run, mnist_subset, capsys):
+    assert main(["eval", str(run), "--data", str(mnist_subset), "--k", "200"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert result["n"] == 200 and result["k"] == 200
+    assert result["elbo"] < result["log_px"] < 0
+    assert result["bits_per_dim"] == pytest.approx(-result["log_px"] / (784 * np.log(2)))
+    assert "log p(x), k=200" in capsys.readouterr().out
+
+
 def _err(capsys, argv):
     code = main(argv)
     err = capsys.readouterr().err.strip()

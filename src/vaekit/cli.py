@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import load_data, load_rows
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
+from vaekit.evaluate import elbo_summary
 from vaekit.likelihoods import LIKELIHOODS
 
 METRICS = "metrics.jsonl"
@@ -109,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True)
     p.add_argument("-o", "--out", type=Path, default=Path("z.npy"))
+
+    p = sub.add_parser("eval", help="test ELBO and importance-sampled log p(x); writes eval.json")
+    p.add_argument("run", type=Path)
+    p.add_argument("--data", default="mnist", help="data set or file; its test split is used")
+    p.add_argument("--k", type=int, default=5000, help="importance samples per example (default: 5000)")
+    p.add_argument("-n", type=int, help="evaluate only the first n test examples")
 
     p = sub.add_parser("decode", help="decoder means of latents from a .npy file, saved as .npy")
     p.add_argument("run", type=Path)
@@ -251,7 +259,34 @@ def cmd_decode(args: argparse.Namespace) -> None:
     print(f"{args.out}: {x.shape[0]} decoded examples of size {x.shape[1]}")
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    vae = VAE.load(args.run)
+    x = vae._eval_targets(load_rows(args.data)[0][: args.n], vae.seed + 2)
+    terms = elbo_summary(vae.module_, x, None, vae.samples, vae.estimator, vae.seed)
+    log_px = float(vae.score_samples(x, k=args.k).mean())
+    result = {
+        "data": str(args.data),
+        "n": len(x),
+        "k": args.k,
+        "elbo": terms["elbo"],
+        "recon": terms["recon"],
+        "kl": terms["kl"],
+        "log_px": log_px,
+        "bits_per_dim": -log_px / (x.shape[1] * math.log(2)),
+    }
+    storage.write_json(args.run / "eval.json", result)
+    print(f"{'estimator':<28}{'nats per example':>18}")
+    print(f"{'ELBO (L=' + str(vae.samples) + ')':<28}{terms['elbo']:>18.2f}")
+    print(f"{'  reconstruction term':<28}{terms['recon']:>18.2f}")
+    print(f"{'  KL(q(z|x) || p(z))':<28}{terms['kl']:>18.2f}")
+    print(f"{'log p(x), k=' + str(args.k):<28}{log_px:>18.2f}")
+    print(
+        f"bits/dim {result['bits_per_dim']:.4f}; {len(x)} test examples; written to {args.run / 'eval.json'}"
+    )
+
+
 COMMANDS = {
+    "eval": cmd_eval,
     "train": cmd_train,
     "sample": cmd_sample,
     "reconstruct": cmd_reconstruct,

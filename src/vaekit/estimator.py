@@ -15,7 +15,7 @@ from vaekit import __version__, storage
 from vaekit.config import Activation, Binarize, Estimator, ModelConfig, Optimizer, TrainConfig, split_params
 from vaekit.data import as_rows, binarize
 from vaekit.errors import VaekitError
-from vaekit.evaluate import elbo_summary
+from vaekit.evaluate import elbo_summary, importance_log_likelihood
 from vaekit.likelihoods import make_likelihood
 from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, elbo
@@ -225,6 +225,13 @@ class VAE:
         """Mean ELBO per example on X, in nats (higher is better)."""
         module = self._check_fitted()
         return elbo_summary(module, self._rows(X), None, self.samples, self.estimator, self.seed)["elbo"]
+
+    def score_samples(self, X: ArrayLike, k: int = 5000, seed: int = 0) -> np.ndarray:
+        """Importance-sampled log p(x) per example with k samples (Burda et al. 2015): ``(n,)`` nats."""
+        module = self._check_fitted()
+        if not isinstance(k, int | np.integer) or k < 1:
+            raise VaekitError(f"k must be a positive integer, got {k!r}")
+        return importance_log_likelihood(module, self._rows(X), None, int(k), seed).numpy()
 
     def elbo_terms(self, X: ArrayLike) -> ELBOTerms:
         """Per-example ELBO terms (reconstruction and KL, nats) on X, without gradients."""

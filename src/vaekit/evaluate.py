@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from vaekit.networks import VAEModule
-from vaekit.objectives import elbo
+from vaekit.objectives import elbo, log_weights
 
 EVAL_BATCH = 1000  # rows per forward pass; bounds memory, not results
 
@@ -33,3 +35,33 @@ def elbo_summary(
         total += torch.stack([terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]).double()
     elbo_mean, recon, kl = (total / len(x)).tolist()
     return {"elbo": elbo_mean, "recon": recon, "kl": kl}
+
+
+@torch.no_grad()
+def importance_log_likelihood(
+    module: VAEModule,
+    x: Tensor,
+    y: Tensor | None = None,
+    k: int = 5000,
+    seed: int = 0,
+    chunk: int = 500_000,
+) -> Tensor:
+    """Importance-sampled log p(x) = log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): ``(n,)`` nats.
+
+    Burda et al. (2015). Computed with a running log-sum-exp over chunks of
+    samples so memory stays near ``chunk`` (examples x samples) whatever k and n are.
+    """
+    module.eval()
+    generator = torch.Generator().manual_seed(seed)
+    rows = max(1, min(len(x), chunk // k))  # examples per pass
+    per_pass = max(1, min(k, chunk // rows))  # samples per pass
+    out = []
+    for i in range(0, len(x), rows):
+        xb = x[i : i + rows]
+        yb = y[i : i + rows] if y is not None else None
+        acc = torch.full((len(xb),), -torch.inf, dtype=torch.float64)
+        for j in range(0, k, per_pass):
+            lw = log_weights(module, xb, yb, min(per_pass, k - j), generator)
+            acc = torch.logaddexp(acc, torch.logsumexp(lw.double(), dim=0))
+        out.append(acc - math.log(k))
+    return torch.cat(out)
