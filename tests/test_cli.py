@@ -67,6 +67,8 @@ def test_eval_writes_log_likelihood_above_the_elbo(run, mnist_subset, capsys):
     result = json.loads((run / "eval.json").read_text())
     assert result["n"] == 200 and result["k"] == 200
     assert result["elbo"] < result["log_px"] < 0
+    assert 0 <= result["active_units"] <= 2 and len(result["kl_per_dim"]) == 2
+    assert sum(result["kl_per_dim"]) == pytest.approx(result["kl"], rel=1e-4)
     assert result["bits_per_dim"] == pytest.approx(-result["log_px"] / (784 * np.log(2)))
     assert "log p(x), k=200" in capsys.readouterr().out
 

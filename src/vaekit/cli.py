@@ -23,7 +23,7 @@ from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import load_data, load_rows
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
-from vaekit.evaluate import elbo_summary
+from vaekit.evaluate import elbo_summary, latent_usage
 from vaekit.likelihoods import LIKELIHOODS
 
 METRICS = "metrics.jsonl"
@@ -273,6 +273,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         "kl": terms["kl"],
         "log_px": log_px,
         "bits_per_dim": -log_px / (x.shape[1] * math.log(2)),
+        **latent_usage(vae.module_, x),
     }
     storage.write_json(args.run / "eval.json", result)
     print(f"{'estimator':<28}{'nats per example':>18}")
@@ -280,9 +281,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"{'  reconstruction term':<28}{terms['recon']:>18.2f}")
     print(f"{'  KL(q(z|x) || p(z))':<28}{terms['kl']:>18.2f}")
     print(f"{'log p(x), k=' + str(args.k):<28}{log_px:>18.2f}")
-    print(
-        f"bits/dim {result['bits_per_dim']:.4f}; {len(x)} test examples; written to {args.run / 'eval.json'}"
-    )
+    print(f"bits/dim {result['bits_per_dim']:.4f}; {result['active_units']} of {vae.latent_dim} units active")
+    print(f"{len(x)} test examples; written to {args.run / 'eval.json'}")
 
 
 COMMANDS = {

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from vaekit.networks import VAEModule
-from vaekit.objectives import elbo, log_weights
+from vaekit.objectives import elbo, gaussian_kl, log_weights
 
 EVAL_BATCH = 1000  # rows per forward pass; bounds memory, not results
 
@@ -65,3 +65,18 @@ def importance_log_likelihood(
             acc = torch.logaddexp(acc, torch.logsumexp(lw.double(), dim=0))
         out.append(acc - math.log(k))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def latent_usage(module: VAEModule, x: Tensor, y: Tensor | None = None) -> dict[str, object]:
+    """Active units and mean KL per latent dimension over the rows of x ``(n, d)``.
+
+    A unit u is active when Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2015, section 5.2).
+    """
+    module.eval()
+    mu, logvar = module.encode(x, y)  # (n, J) each
+    activity = mu.var(dim=0)  # (J,)
+    return {
+        "active_units": int((activity > 0.01).sum()),
+        "kl_per_dim": gaussian_kl(mu, logvar).mean(0).tolist(),
+    }
