@@ -110,6 +110,8 @@ def test_bad_inputs_get_one_line_and_exit_2(tmp_path, capsys, run):
     assert "model.safetensors" in _err(capsys, ["sample", str(fake)])
     assert "config.json" in _err(capsys, ["sample", str(tmp_path)])
     assert "z.npy" in _err(capsys, ["decode", str(run), "--latents", str(tmp_path / "z.npy")])
+    assert "positive" in _err(capsys, ["eval", str(run), "-n", "0"])
+    assert "positive" in _err(capsys, ["eval", str(run), "--k", "0"])
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -260,6 +260,8 @@ def cmd_decode(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    if args.k < 1 or (args.n is not None and args.n < 1):
+        raise VaekitError(f"--k and -n must be positive, got k={args.k}, n={args.n}")
     vae = VAE.load(args.run)
     x = vae._eval_targets(load_rows(args.data)[0][: args.n], vae.seed + 2)
     terms = elbo_summary(vae.module_, x, None, vae.samples, vae.estimator, vae.seed)
