@@ -75,6 +75,17 @@ def _add_hyperparameters(p: argparse.ArgumentParser) -> None:
     )
     add("--samples", "samples", "samples L of z per data point", type=int)
     add("--beta", "beta", "weight of the KL term", type=float)
+    add("--objective", "objective", "training objective (iwae: k = --samples)", choices=["elbo", "iwae"])
+    add("--warmup-steps", "warmup_steps", "KL warm-up: steps over which beta rises from 0", type=int)
+    add("--free-bits", "free_bits", "per-dimension floor on the batch-mean KL, nats", type=float)
+    add("--arch", "arch", "encoder/decoder networks", choices=["mlp", "conv"])
+    g.add_argument(
+        "--conditional",
+        dest="conditional",
+        action="store_const",
+        const=True,
+        help="condition encoder and decoder on the data set's labels (default: False)",
+    )
     add("--binarize", "binarize", "Bernoulli targets", choices=["none", "static", "dynamic"])
     add("--seed", "seed", "random seed", type=int)
 
@@ -97,7 +108,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="decode draws from the prior into a picture")
     p.add_argument("run", type=Path)
-    p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument(
+        "-n",
+        type=int,
+        default=64,
+        help="number of samples; a conditional run without --label draws "
+        "one row per class of n // classes each (default: 64)",
+    )
+    p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", type=Path, default=Path("samples.png"))
 
@@ -121,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help="decoder means of latents from a .npy file, saved as .npy")
     p.add_argument("run", type=Path)
     p.add_argument("--latents", type=Path, required=True)
+    p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
     p.add_argument("-o", "--out", type=Path, default=Path("x.npy"))
     return parser
 
@@ -159,19 +178,42 @@ def _require_images(vae: VAE, run: Path) -> tuple[int, ...]:
     return vae.image_shape_
 
 
-def write_pictures(vae: VAE, run: Path, x_test: np.ndarray) -> list[Path]:
-    """samples.png, reconstructions.png, curves.png and (2-D latent) manifold.png in the run folder."""
+def _labels(vae: VAE, y: Any, data: object) -> Any:
+    """The labels y of data for a conditional model (refusing unlabelled data), else None."""
+    if not vae.conditional:
+        return None
+    if y is None:
+        raise VaekitError(f"{data}: has no labels, but the model is conditional and needs them")
+    return y
+
+
+def _sample_grid(vae: VAE, n: int, seed: int, label: int | None, y_test: Any = None) -> Any:
+    """Samples as a picture: n of one label, one row per class, or (vector conditions) of y_test's rows."""
+    shape = vae.image_shape_ or ()
+    if vae.conditional and label is None and vae.n_classes_ is not None:
+        per_class = max(1, n // vae.n_classes_)
+        labels = np.repeat(np.arange(vae.n_classes_), per_class)
+        return plots.image_grid(vae.sample(len(labels), seed=seed, y=labels), shape, per_class)
+    if label is not None and not vae.conditional:
+        raise VaekitError("--label needs a conditional run (trained with --conditional)")
+    y = label if label is not None else (y_test[:n] if vae.conditional else None)
+    return plots.image_grid(vae.sample(n, seed=seed, y=y), shape, min(8, n))
+
+
+def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
+    """samples.png (one row per class when conditional), reconstructions.png, curves.png, manifold.png."""
     if vae.image_shape_ is None:
         return []
     shape = vae.image_shape_
+    y32 = y_test[:32] if vae.conditional else None
     written = [
-        plots.save_png(plots.image_grid(vae.sample(64), shape, 8), run / "samples.png"),
+        plots.save_png(_sample_grid(vae, 64, vae.seed, None, y_test), run / "samples.png"),
         plots.save_png(
-            plots.reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32]), shape),
+            plots.reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape),
             run / "reconstructions.png",
         ),
     ]
-    if vae.latent_dim == 2:
+    if vae.latent_dim == 2 and not vae.conditional:
         grid = vae.inverse_transform(plots.manifold_latents(20))
         written.append(plots.save_png(plots.image_grid(grid, shape, 20), run / "manifold.png"))
     if vae.history_:
@@ -193,6 +235,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     data = load_data(args.data, resize=args.resize, seed=vae.seed)
     print(data.describe())
+    y_train, y_test = _labels(vae, data.y_train, args.data), _labels(vae, data.y_test, args.data)
     (run / METRICS).unlink(missing_ok=True)
 
     def log_epoch(row: dict[str, float]) -> None:
@@ -204,9 +247,16 @@ def cmd_train(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    vae.fit(data.x_train, X_test=data.x_test, image_shape=data.image_shape, on_epoch_end=log_epoch)
+    vae.fit(
+        data.x_train,
+        y_train,
+        X_test=data.x_test,
+        y_test=y_test,
+        image_shape=data.image_shape,
+        on_epoch_end=log_epoch,
+    )
     vae.save(run)
-    pictures = write_pictures(vae, run, data.x_test.numpy())
+    pictures = write_pictures(vae, run, data.x_test.numpy(), y_test)
     final = vae.history_[-1]
     print(
         f"test ELBO {final['test_elbo']:.2f} nats per example "
@@ -226,22 +276,25 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    shape = _require_images(vae, args.run)
-    images = vae.sample(args.n, seed=args.seed)
-    print(plots.save_png(plots.image_grid(images, shape, min(8, args.n)), args.out))
+    _require_images(vae, args.run)
+    if vae.conditional and vae.n_classes_ is None:
+        raise VaekitError(f"{args.run}: conditioned on vectors, not labels; use the Python API to sample")
+    print(plots.save_png(_sample_grid(vae, args.n, args.seed, args.label), args.out))
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     shape = _require_images(vae, args.run)
-    x = load_rows(args.data)[0][: args.n].numpy()
-    picture = plots.reconstruction_grid(x, vae.reconstruct(x), shape)
+    x, y, _ = load_rows(args.data)
+    x, y = x[: args.n].numpy(), _labels(vae, y, args.data)
+    picture = plots.reconstruction_grid(x, vae.reconstruct(x, y[: args.n] if y is not None else None), shape)
     print(plots.save_png(picture, args.out))
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    z = vae.transform(load_rows(args.data)[0])
+    x, y, _ = load_rows(args.data)
+    z = vae.transform(x, _labels(vae, y, args.data))
     _write_npy(args.out, z)
     print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
 
@@ -254,7 +307,9 @@ def cmd_decode(args: argparse.Namespace) -> None:
         raise VaekitError(f"{args.latents}: no such file") from e
     except (ValueError, OSError, EOFError) as e:
         raise VaekitError(f"{args.latents}: not a readable .npy file ({e})") from e
-    x = vae.inverse_transform(z)
+    if vae.conditional != (args.label is not None):
+        raise VaekitError(f"{args.run}: pass --label exactly when the run is conditional")
+    x = vae.inverse_transform(z, args.label)
     _write_npy(args.out, x)
     print(f"{args.out}: {x.shape[0]} decoded examples of size {x.shape[1]}")
 
@@ -263,9 +318,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.k < 1 or (args.n is not None and args.n < 1):
         raise VaekitError(f"--k and -n must be positive, got k={args.k}, n={args.n}")
     vae = VAE.load(args.run)
-    x = vae._eval_targets(load_rows(args.data)[0][: args.n], vae.seed + 2)
-    terms = elbo_summary(vae.module_, x, None, vae.samples, vae.estimator, vae.seed)
-    log_px = float(vae.score_samples(x, k=args.k).mean())
+    x, y, _ = load_rows(args.data)
+    x, y = vae._eval_targets(x[: args.n], vae.seed + 2), _labels(vae, y, args.data)
+    y = y[: args.n] if y is not None else None
+    cond = vae._cond(y, len(x))
+    terms = elbo_summary(vae.module_, x, cond, vae.samples, vae.estimator, vae.seed)
+    log_px = float(vae.score_samples(x, k=args.k, y=y).mean())
     result = {
         "data": str(args.data),
         "n": len(x),
@@ -275,7 +333,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         "kl": terms["kl"],
         "log_px": log_px,
         "bits_per_dim": -log_px / (x.shape[1] * math.log(2)),
-        **latent_usage(vae.module_, x),
+        **latent_usage(vae.module_, x, cond),
     }
     storage.write_json(args.run / "eval.json", result)
     print(f"{'estimator':<28}{'nats per example':>18}")

@@ -17,6 +17,8 @@ Activation = Literal["relu", "tanh"]
 Estimator = Literal["analytic", "mc"]
 Optimizer = Literal["adam", "adagrad"]
 Binarize = Literal["none", "static", "dynamic"]
+Objective = Literal["elbo", "iwae"]
+Arch = Literal["mlp", "conv"]
 
 
 def _check_literals(cfg: object) -> None:
@@ -45,6 +47,8 @@ class ModelConfig:
     activation: Activation = "relu"  # the paper uses tanh; ReLU is the modern default
     likelihood: str = "bernoulli"  # a key of vaekit.likelihoods.LIKELIHOODS
     sigma: float = 1.0  # standard deviation of the 'gaussian_fixed' likelihood
+    conditional: bool = False  # encoder and decoder also take a condition y (labels one-hot, or vectors)
+    arch: Arch = "mlp"  # 'conv': convolutional encoder/decoder for (C, H, W) images, H and W divisible by 4
 
     def __post_init__(self) -> None:
         _check_literals(self)
@@ -67,6 +71,9 @@ class TrainConfig:
     estimator: Estimator = "analytic"  # SGVB estimator B (analytic KL) or A ('mc', all Monte Carlo)
     samples: int = 1  # L, samples of z per data point
     beta: float = 1.0  # weight of the KL term; 1 is the ELBO, >1 a beta-VAE
+    objective: Objective = "elbo"  # 'iwae': the importance-weighted bound with k = samples (Burda et al.)
+    warmup_steps: int = 0  # KL warm-up: beta rises linearly from 0 over this many steps (0: off)
+    free_bits: float = 0.0  # per-dimension floor lambda on the batch-mean KL, nats (Kingma et al. 2016)
     binarize: Binarize = "none"  # Bernoulli targets: grey levels, one fixed draw, or a new draw each epoch
     seed: int = 0  # seeds weights, data order, eps and binarization
     verbose: bool = False  # show a progress bar with the running ELBO
@@ -76,6 +83,12 @@ class TrainConfig:
         _check_positive(self, "epochs", "batch_size", "lr", "samples")
         if self.weight_decay < 0 or self.beta < 0:
             raise VaekitError("weight_decay and beta must be non-negative")
+        if self.warmup_steps < 0 or self.free_bits < 0:
+            raise VaekitError("warmup_steps and free_bits must be non-negative")
+        if self.objective == "iwae" and (self.beta != 1 or self.warmup_steps or self.estimator != "analytic"):
+            raise VaekitError("objective 'iwae' needs beta 1, no warmup_steps and the 'analytic' estimator")
+        if self.free_bits > 0 and (self.objective != "elbo" or self.estimator != "analytic"):
+            raise VaekitError("free_bits needs objective 'elbo' and estimator 'analytic' (closed-form KL)")
 
 
 def split_params(params: dict[str, object]) -> tuple[ModelConfig, TrainConfig]:

@@ -12,7 +12,18 @@ import torch
 from torch import Tensor
 
 from vaekit import __version__, storage
-from vaekit.config import Activation, Binarize, Estimator, ModelConfig, Optimizer, TrainConfig, split_params
+from vaekit.conditions import as_condition, condition_setup
+from vaekit.config import (
+    Activation,
+    Arch,
+    Binarize,
+    Estimator,
+    ModelConfig,
+    Objective,
+    Optimizer,
+    TrainConfig,
+    split_params,
+)
 from vaekit.data import as_rows, binarize
 from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_summary, importance_log_likelihood
@@ -50,6 +61,8 @@ class VAE:
         activation: Activation = M.activation,
         likelihood: str = M.likelihood,
         sigma: float = M.sigma,
+        conditional: bool = M.conditional,
+        arch: Arch = M.arch,
         epochs: int = T.epochs,
         batch_size: int = T.batch_size,
         optimizer: Optimizer = T.optimizer,
@@ -58,6 +71,9 @@ class VAE:
         estimator: Estimator = T.estimator,
         samples: int = T.samples,
         beta: float = T.beta,
+        objective: Objective = T.objective,
+        warmup_steps: int = T.warmup_steps,
+        free_bits: float = T.free_bits,
         binarize: Binarize = T.binarize,
         seed: int = T.seed,
         verbose: bool = T.verbose,
@@ -67,6 +83,8 @@ class VAE:
         self.activation = activation
         self.likelihood = likelihood
         self.sigma = sigma
+        self.conditional = conditional
+        self.arch = arch
         self.epochs = epochs
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -75,6 +93,9 @@ class VAE:
         self.estimator = estimator
         self.samples = samples
         self.beta = beta
+        self.objective = objective
+        self.warmup_steps = warmup_steps
+        self.free_bits = free_bits
         self.binarize = binarize
         self.seed = seed
         self.verbose = verbose
@@ -129,11 +150,24 @@ class VAE:
     def _configs(self) -> tuple[ModelConfig, TrainConfig]:
         return split_params(self.get_params())
 
-    def _build(self, n_features: int, image_shape: tuple[int, ...] | None) -> None:
+    def _cond(self, y: ArrayLike | int | None, n: int, what: str = "y") -> Tensor | None:
+        """The condition ``(n, c)`` of a conditional model (None for an unconditional one)."""
+        if not self.conditional:
+            return None
+        return as_condition(y, n, self.module_.cond_dim, self.n_classes_, what)
+
+    def _build(
+        self,
+        n_features: int,
+        image_shape: tuple[int, ...] | None,
+        cond: tuple[int, int | None] = (0, None),
+    ) -> None:
+        """Create ``module_`` and the trainer; ``cond`` is the condition setup (cond_dim, n_classes)."""
         model_cfg, train_cfg = self._configs()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
-            self.module_ = VAEModule(n_features, model_cfg)
+            self.module_ = VAEModule(n_features, model_cfg, cond[0])
+        self.n_classes_ = cond[1]
         self.n_features_in_ = n_features
         self.image_shape_ = tuple(image_shape) if image_shape else None
         self.trainer_ = Trainer(self.module_, train_cfg)
@@ -153,91 +187,108 @@ class VAE:
         y: ArrayLike | None = None,
         *,
         X_test: ArrayLike | None = None,
+        y_test: ArrayLike | None = None,
         image_shape: tuple[int, ...] | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     ) -> VAE:
         """Train from scratch on X for ``epochs`` epochs. Returns self.
 
-        X_test : optional held-out rows; each epoch's metrics then include its ELBO
+        y : ignored, unless ``conditional``: class labels ``(n,)`` (one-hot encoded) or
+            condition vectors ``(n, c)``
+        X_test, y_test : optional held-out rows (and conditions); each epoch's metrics then include its ELBO
         image_shape : (C, H, W) of the rows, for pictures; inferred from 3-D/4-D X
         on_epoch_end : called with each epoch's metrics (a dict of floats)
         """
         x = self._rows(X)
         shape = image_shape or _image_shape_of(X)
-        self._build(x.shape[1], shape)
+        if self.conditional and y is None:
+            raise VaekitError("y: this VAE is conditional; fit(X, y) needs labels or condition vectors")
+        self._build(x.shape[1], shape, condition_setup(y) if self.conditional else (0, None))
+        cond = self._cond(y, len(x))
         if self.binarize == "static":
             x = binarize(x, torch.Generator().manual_seed(self.seed + 1))
         x_test = (
             self._eval_targets(self._rows(X_test, "X_test"), self.seed + 2) if X_test is not None else None
         )
+        cond_test = self._cond(y_test, len(x_test), "y_test") if x_test is not None else None
 
         def record(row: dict[str, float]) -> None:
             if x_test is not None:
-                test = elbo_summary(self.module_, x_test, None, self.samples, self.estimator, self.seed)
+                test = elbo_summary(self.module_, x_test, cond_test, self.samples, self.estimator, self.seed)
                 row.update({f"test_{k}": v for k, v in test.items()})
             self.history_.append(row)
             if on_epoch_end is not None:
                 on_epoch_end(row)
 
-        self.trainer_.fit(x, None, on_epoch_end=record)
+        self.trainer_.fit(x, cond, on_epoch_end=record)
         return self
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike | None = None) -> VAE:
         """One optimisation step on the batch X (initialising the model on first use). Returns self."""
         x = self._rows(X)
         if not hasattr(self, "module_"):
-            self._build(x.shape[1], _image_shape_of(X))
-        self.trainer_.train_step(x)
+            cond = condition_setup(y) if self.conditional and y is not None else (0, None)
+            self._build(x.shape[1], _image_shape_of(X), cond)
+        self.trainer_.train_step(x, self._cond(y, len(x)))
         return self
 
     # ------------------------------------------------------------------ inference
 
     @torch.no_grad()
-    def transform(self, X: ArrayLike) -> np.ndarray:
-        """Posterior means E_q[z|x]: ``(n, latent_dim)``."""
+    def transform(self, X: ArrayLike, y: ArrayLike | None = None) -> np.ndarray:
+        """Posterior means E_q[z|x] (E_q[z|x, y] when conditional): ``(n, latent_dim)``."""
         module = self._check_fitted().eval()
-        return module.encode(self._rows(X))[0].numpy()
+        x = self._rows(X)
+        return module.encode(x, self._cond(y, len(x)))[0].numpy()
 
     @torch.no_grad()
-    def inverse_transform(self, Z: ArrayLike) -> np.ndarray:
-        """Decoder means E[x|z] for given latents Z ``(n, latent_dim)``: ``(n, d)``."""
+    def inverse_transform(self, Z: ArrayLike, y: ArrayLike | int | None = None) -> np.ndarray:
+        """Decoder means E[x|z] (E[x|z, y]) for given latents Z ``(n, latent_dim)``: ``(n, d)``."""
         module = self._check_fitted().eval()
         z = torch.as_tensor(np.asarray(Z, dtype=np.float32))
         if z.ndim != 2 or z.shape[1] != module.latent_dim or not torch.isfinite(z).all():
             raise VaekitError(
                 f"Z: expected finite latents of shape (n, {module.latent_dim}), got {tuple(z.shape)}"
             )
-        return module.likelihood.mean(module.decode(z)).numpy()
+        return module.likelihood.mean(module.decode(z, self._cond(y, len(z)))).numpy()
 
-    def reconstruct(self, X: ArrayLike) -> np.ndarray:
+    def reconstruct(self, X: ArrayLike, y: ArrayLike | None = None) -> np.ndarray:
         """Decoder means of the encoded inputs' posterior means: ``(n, d)``."""
-        return self.inverse_transform(self.transform(X))
+        return self.inverse_transform(self.transform(X, y), y)
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """Decoder means for n draws z ~ N(0, I) from the prior: ``(n, d)``."""
+    def sample(self, n: int, seed: int | None = None, y: ArrayLike | int | None = None) -> np.ndarray:
+        """Decoder means for n draws z ~ N(0, I) from the prior: ``(n, d)``.
+
+        y : the condition of a conditional model: one label for all n, or ``(n,)`` labels / ``(n, c)`` vectors
+        """
         module = self._check_fitted()
         if not isinstance(n, int | np.integer) or n < 1:
             raise VaekitError(f"n must be a positive integer, got {n!r}")
         gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        return self.inverse_transform(torch.randn(int(n), module.latent_dim, generator=gen))
+        return self.inverse_transform(torch.randn(int(n), module.latent_dim, generator=gen), y)
 
     def score(self, X: ArrayLike, y: ArrayLike | None = None) -> float:
         """Mean ELBO per example on X, in nats (higher is better)."""
         module = self._check_fitted()
-        return elbo_summary(module, self._rows(X), None, self.samples, self.estimator, self.seed)["elbo"]
+        x = self._rows(X)
+        return elbo_summary(module, x, self._cond(y, len(x)), self.samples, self.estimator, self.seed)["elbo"]
 
-    def score_samples(self, X: ArrayLike, k: int = 5000, seed: int = 0) -> np.ndarray:
+    def score_samples(
+        self, X: ArrayLike, k: int = 5000, seed: int = 0, y: ArrayLike | None = None
+    ) -> np.ndarray:
         """Importance-sampled log p(x) per example with k samples (Burda et al. 2015): ``(n,)`` nats."""
         module = self._check_fitted()
         if not isinstance(k, int | np.integer) or k < 1:
             raise VaekitError(f"k must be a positive integer, got {k!r}")
-        return importance_log_likelihood(module, self._rows(X), None, int(k), seed).numpy()
+        x = self._rows(X)
+        return importance_log_likelihood(module, x, self._cond(y, len(x)), int(k), seed).numpy()
 
-    def elbo_terms(self, X: ArrayLike) -> ELBOTerms:
+    def elbo_terms(self, X: ArrayLike, y: ArrayLike | None = None) -> ELBOTerms:
         """Per-example ELBO terms (reconstruction and KL, nats) on X, without gradients."""
         module = self._check_fitted().eval()
+        x = self._rows(X)
         with torch.no_grad():
-            return elbo(module, self._rows(X), None, self.samples, self.estimator)
+            return elbo(module, x, self._cond(y, len(x)), self.samples, self.estimator)
 
     # ------------------------------------------------------------------ persistence
 
@@ -259,6 +310,8 @@ class VAE:
                 "params": params,
                 "n_features_in": self.n_features_in_,
                 "image_shape": list(self.image_shape_) if self.image_shape_ else None,
+                "cond_dim": module.cond_dim,
+                "n_classes": self.n_classes_,
             },
         )
 
@@ -271,7 +324,8 @@ class VAE:
         config = storage.read_json(folder / storage.CONFIG)
         try:
             vae = cls(**{**config["params"], "hidden": tuple(config["params"]["hidden"])})
-            vae._build(int(config["n_features_in"]), config.get("image_shape"))
+            cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
+            vae._build(int(config["n_features_in"]), config.get("image_shape"), cond)
         except (KeyError, TypeError, ValueError) as e:
             raise VaekitError(f"{folder / storage.CONFIG}: not a vaekit model config ({e})") from e
         tensors = storage.load_tensors(folder / storage.WEIGHTS)

@@ -16,6 +16,7 @@ from torch import Tensor
 from vaekit.likelihoods import LOG_2PI
 
 if TYPE_CHECKING:
+    from vaekit.config import TrainConfig
     from vaekit.networks import VAEModule
 
 
@@ -66,6 +67,15 @@ def reparameterize(
     return mu + torch.exp(0.5 * logvar) * eps
 
 
+def _draw(
+    module: VAEModule, x: Tensor, y: Tensor | None, samples: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Encode x ``(n, d)`` and draw z ``(L, n, J)`` from q(z|x): mu, logvar, z, log p(x|z) ``(L, n)``."""
+    mu, logvar = module.encode(x, y)  # (n, J) each
+    z = reparameterize(mu, logvar, samples, generator)  # (L, n, J)
+    return mu, logvar, z, module.likelihood.log_prob(x, module.decode(z, y))
+
+
 def elbo(
     module: VAEModule,
     x: Tensor,
@@ -80,14 +90,12 @@ def elbo(
     reconstruction term); 'mc' is estimator A (every term by Monte Carlo:
     (1/L) sum_l log p(x, z_l) - log q(z_l|x)). Both are unbiased for the same ELBO.
     """
-    mu, logvar = module.encode(x, y)  # (n, J) each
-    z = reparameterize(mu, logvar, samples, generator)  # (L, n, J)
-    recon = module.likelihood.log_prob(x, module.decode(z, y)).mean(0)  # (n,)
+    mu, logvar, z, log_px_z = _draw(module, x, y, samples, generator)
     if estimator == "analytic":
         kl = gaussian_kl(mu, logvar).sum(-1)
     else:
         kl = (log_normal(z, mu, logvar) - log_standard_normal(z)).mean(0)
-    return ELBOTerms(recon=recon, kl=kl)
+    return ELBOTerms(recon=log_px_z.mean(0), kl=kl)
 
 
 def log_weights(
@@ -98,9 +106,7 @@ def log_weights(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Importance log-weights log p(x, z_i) - log q(z_i|x), z_i ~ q(z|x): ``(k, n)`` nats."""
-    mu, logvar = module.encode(x, y)
-    z = reparameterize(mu, logvar, k, generator)  # (k, n, J)
-    log_px_z = module.likelihood.log_prob(x, module.decode(z, y))  # (k, n)
+    mu, logvar, z, log_px_z = _draw(module, x, y, k, generator)
     return log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)
 
 
@@ -113,3 +119,51 @@ def iwae_bound(
 ) -> Tensor:
     """log (1/k) sum_i p(x, z_i) / q(z_i|x): ``(n,)`` nats (Burda et al. 2015); k = 1 is the ELBO."""
     return torch.logsumexp(log_weights(module, x, y, k, generator), dim=0) - math.log(k)
+
+
+def beta_at(step: int, beta: float, warmup_steps: int) -> float:
+    """KL weight at optimisation step ``step`` (0-based): beta * min(1, step / warmup_steps).
+
+    Linear KL warm-up (Bowman et al. 2016; Sønderby et al. 2016); ``warmup_steps = 0`` is no warm-up.
+    """
+    if warmup_steps <= 0:
+        return beta
+    return beta * min(1.0, step / warmup_steps)
+
+
+def free_bits_kl(kl_per_dim: Tensor, floor: float) -> Tensor:
+    """The free-bits KL term sum_j max(lambda, mean_n KL_nj), a scalar in nats (Kingma et al. 2016, eq. 15).
+
+    kl_per_dim : (n, J) per-example, per-dimension KL. A dimension whose batch-mean KL is
+    below the floor contributes exactly lambda and no gradient, so the optimiser gains
+    nothing by pushing it further towards the prior.
+    """
+    return kl_per_dim.mean(0).clamp(min=floor).sum()
+
+
+def training_loss(
+    module: VAEModule,
+    x: Tensor,
+    y: Tensor | None,
+    config: TrainConfig,
+    step: int = 0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, ELBOTerms]:
+    """The scalar the Trainer minimises on minibatch x ``(m, d)`` at ``step``, and the batch's ELBO terms.
+
+    objective 'elbo': mean of beta_t * kl - recon, beta_t from :func:`beta_at`; with
+    ``free_bits`` the KL term is :func:`free_bits_kl` of the closed-form KL.
+    objective 'iwae': minus the batch mean of the k-sample bound, k = ``config.samples``
+    (Burda et al. 2015); its terms are the mean log p(x|z_i) and the closed-form KL.
+    """
+    beta = beta_at(step, config.beta, config.warmup_steps)
+    if config.objective == "elbo" and config.free_bits == 0:
+        terms = elbo(module, x, y, config.samples, config.estimator, generator)
+        return terms.loss(beta), terms
+    mu, logvar, z, log_px_z = _draw(module, x, y, config.samples, generator)
+    kl_per_dim = gaussian_kl(mu, logvar)  # (m, J)
+    terms = ELBOTerms(recon=log_px_z.mean(0), kl=kl_per_dim.sum(-1))
+    if config.objective == "iwae":
+        lw = log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)  # (k, m)
+        return -(torch.logsumexp(lw, dim=0) - math.log(config.samples)).mean(), terms
+    return beta * free_bits_kl(kl_per_dim, config.free_bits) - terms.recon.mean(), terms

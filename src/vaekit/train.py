@@ -1,8 +1,8 @@
 """The one training loop of vaekit: minibatch AEVB over tensors held in memory.
 
 Each epoch permutes the training rows once and takes contiguous slices as
-minibatches (no per-item Python work); each step estimates the (beta-weighted)
-ELBO with the chosen SGVB estimator and takes one optimiser step.
+minibatches (no per-item Python work); each step takes one optimiser step on
+:func:`vaekit.objectives.training_loss` (the beta-weighted ELBO or the IWAE bound).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from vaekit.config import TrainConfig
 from vaekit.data import binarize
 from vaekit.errors import VaekitError
 from vaekit.networks import VAEModule
-from vaekit.objectives import ELBOTerms, elbo
+from vaekit.objectives import ELBOTerms, training_loss
 
 #: consecutive non-finite losses after which training stops
 MAX_BAD_STEPS = 20
@@ -51,8 +51,7 @@ class Trainer:
         if cfg.binarize == "dynamic":
             x = binarize(x, self.generator)
         self.module.train()
-        terms = elbo(self.module, x, y, cfg.samples, cfg.estimator, self.generator)
-        loss = terms.loss(cfg.beta)
+        loss, terms = training_loss(self.module, x, y, cfg, self.step, self.generator)
         if not torch.isfinite(loss):
             self._bad_steps += 1
             if self._bad_steps >= MAX_BAD_STEPS:
