@@ -36,9 +36,39 @@ def test_log_prob_matches_torch_distributions(name):
     elif name == "gaussian":
         mu, logvar = params.chunk(2, -1)
         ref = D.Normal(mu, (0.5 * logvar).exp()).log_prob(x).sum(-1)
+    elif name == "discretized_logistic":
+        x = (x * 255).round() / 255
+        x[0, :2] = torch.tensor([0.0, 1.0])  # the two edge bins
+        ref = _discretized_logistic_direct(x, params)
     else:
         ref = D.Normal(params, 0.7).log_prob(x).sum(-1)
     torch.testing.assert_close(lik.log_prob(x, params), ref)
+
+
+def _discretized_logistic_direct(x, params):
+    """log P(v) from the logistic CDF in float64: CDF(x + 1/510) - CDF(x - 1/510), tails at the edges."""
+    mu, log_s = (p.double() for p in params.chunk(2, -1))
+    cdf = lambda t: torch.sigmoid((t - mu) / log_s.exp())  # noqa: E731
+    x = x.double()
+    upper = torch.where(x > 254.5 / 255, torch.ones_like(x), cdf(x + 0.5 / 255))
+    lower = torch.where(x < 0.5 / 255, torch.zeros_like(x), cdf(x - 0.5 / 255))
+    return (upper - lower).log().sum(-1).float()
+
+
+def test_discretized_logistic_sums_to_one_over_the_256_values():
+    lik = make_likelihood("discretized_logistic")
+    g = torch.Generator().manual_seed(4)
+    mu = torch.cat([torch.rand(6, generator=g), torch.tensor([-0.5, 1.5, 0.5, 0.5])])
+    log_s = torch.cat([torch.randn(6, generator=g) - 3, torch.tensor([-2.0, -2.0, -7.0, 3.0])])
+    values = torch.arange(256, dtype=torch.float32)[:, None] / 255  # (256, 1): every value as its own row
+    total = torch.stack(
+        [
+            lik.log_prob(values, torch.stack([m, s]).expand(256, 2)).exp().sum()
+            for m, s in zip(mu, log_s, strict=True)
+        ]
+    )
+    torch.testing.assert_close(total, torch.ones(10), atol=1e-5, rtol=0)
+    assert lik.check_data(torch.tensor([[0.5]])) is not None and lik.check_data(values.T) is None
 
 
 def _tiny_model(seed=0):
