@@ -166,7 +166,7 @@ class VAE:
         model_cfg, train_cfg = self._configs()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
-            self.module_ = VAEModule(n_features, model_cfg, cond[0])
+            self.module_ = VAEModule(n_features, model_cfg, cond[0], image_shape)
         self.n_classes_ = cond[1]
         self.n_features_in_ = n_features
         self.image_shape_ = tuple(image_shape) if image_shape else None
