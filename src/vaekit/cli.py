@@ -23,7 +23,7 @@ from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import load_data, load_rows
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
-from vaekit.evaluate import elbo_summary, latent_usage
+from vaekit.evaluate import anomaly_scores, elbo_summary, latent_usage
 from vaekit.likelihoods import LIKELIHOODS
 
 METRICS = "metrics.jsonl"
@@ -135,6 +135,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="mnist", help="data set or file; its test split is used")
     p.add_argument("--k", type=int, default=5000, help="importance samples per example (default: 5000)")
     p.add_argument("-n", type=int, help="evaluate only the first n test examples")
+
+    p = sub.add_parser("score", help="per-example anomaly scores (NLL, reconstruction error) as CSV")
+    p.add_argument("run", type=Path)
+    p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file")
+    p.add_argument("--k", type=int, default=1000, help="importance samples per example (default: 1000)")
+    p.add_argument("-n", type=int, help="score only the first n examples")
+    p.add_argument("-o", "--out", type=Path, default=Path("scores.csv"))
 
     p = sub.add_parser("decode", help="decoder means of latents from a .npy file, saved as .npy")
     p.add_argument("run", type=Path)
@@ -345,7 +352,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"{len(x)} test examples; written to {args.run / 'eval.json'}")
 
 
+def cmd_score(args: argparse.Namespace) -> None:
+    if args.k < 1 or (args.n is not None and args.n < 1):
+        raise VaekitError(f"--k and -n must be positive, got k={args.k}, n={args.n}")
+    vae = VAE.load(args.run)
+    x, y, _ = load_rows(args.data)
+    x, y = vae._eval_targets(vae._rows(x[: args.n], str(args.data)), vae.seed + 2), _labels(vae, y, args.data)
+    cond = vae._cond(y[: args.n] if y is not None else None, len(x))
+    scores = anomaly_scores(vae.module_, x, cond, args.k)
+    lines = ["index,nll,recon_error"]
+    nll, error = scores["nll"].tolist(), scores["recon_error"].tolist()
+    lines += [f"{i},{a:.6f},{b:.6f}" for i, (a, b) in enumerate(zip(nll, error, strict=True))]
+    storage.atomic_write(args.out, ("\n".join(lines) + "\n").encode())
+    print(
+        f"{args.out}: {len(x)} examples; mean -log p(x) {scores['nll'].mean():.2f} nats (k={args.k}), "
+        f"mean squared reconstruction error {scores['recon_error'].mean():.2f}"
+    )
+
+
 COMMANDS = {
+    "score": cmd_score,
     "eval": cmd_eval,
     "train": cmd_train,
     "sample": cmd_sample,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -80,3 +81,40 @@ def latent_usage(module: VAEModule, x: Tensor, y: Tensor | None = None) -> dict[
         "active_units": int((activity > 0.01).sum()),
         "kl_per_dim": gaussian_kl(mu, logvar).mean(0).tolist(),
     }
+
+
+@torch.no_grad()
+def anomaly_scores(
+    module: VAEModule, x: Tensor, y: Tensor | None = None, k: int = 1000, seed: int = 0
+) -> dict[str, Tensor]:
+    """Per-example anomaly scores of the rows of x ``(n, d)``, each ``(n,)``; higher is more anomalous.
+
+    nll : -log p(x), importance-sampled with k samples (:func:`importance_log_likelihood`), nats
+    recon_error : ||x - E[x | z = mu(x)]||^2, the squared error of the decoder mean at the posterior mean
+    """
+    nll = -importance_log_likelihood(module, x, y, k, seed)
+    errors = []
+    for i in range(0, len(x), EVAL_BATCH):
+        xb, yb = x[i : i + EVAL_BATCH], (y[i : i + EVAL_BATCH] if y is not None else None)
+        mean = module.likelihood.mean(module.decode(module.encode(xb, yb)[0], yb))
+        errors.append((xb - mean).square().sum(-1))
+    return {"nll": nll, "recon_error": torch.cat(errors).double()}
+
+
+def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve of separating positives (higher scores) from negatives.
+
+    Equals P(score of a random positive > score of a random negative) + P(tie) / 2,
+    computed as the Mann-Whitney U statistic from average ranks: O(n log n).
+    """
+    neg, pos = np.asarray(negatives, dtype=np.float64), np.asarray(positives, dtype=np.float64)
+    if neg.size == 0 or pos.size == 0:
+        raise ValueError("auroc needs at least one negative and one positive score")
+    scores = np.concatenate([neg, pos])
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    _, inverse = np.unique(scores, return_inverse=True)  # average the ranks of tied scores
+    ranks = (np.bincount(inverse, weights=ranks) / np.bincount(inverse))[inverse]
+    u = ranks[len(neg) :].sum() - pos.size * (pos.size + 1) / 2
+    return float(u / (neg.size * pos.size))
