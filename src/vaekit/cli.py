@@ -321,13 +321,18 @@ def cmd_decode(args: argparse.Namespace) -> None:
     print(f"{args.out}: {x.shape[0]} decoded examples of size {x.shape[1]}")
 
 
-def cmd_eval(args: argparse.Namespace) -> None:
+def _model_and_rows(args: argparse.Namespace) -> tuple[VAE, Any, Any]:
+    """The run's model, the first -n rows of --data (binarized as training did) and their labels."""
     if args.k < 1 or (args.n is not None and args.n < 1):
         raise VaekitError(f"--k and -n must be positive, got k={args.k}, n={args.n}")
     vae = VAE.load(args.run)
     x, y, _ = load_rows(args.data)
-    x, y = vae._eval_targets(x[: args.n], vae.seed + 2), _labels(vae, y, args.data)
-    y = y[: args.n] if y is not None else None
+    x, y = vae._eval_targets(vae._rows(x[: args.n], str(args.data)), vae.seed + 2), _labels(vae, y, args.data)
+    return vae, x, (y[: args.n] if y is not None else None)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    vae, x, y = _model_and_rows(args)
     cond = vae._cond(y, len(x))
     terms = elbo_summary(vae.module_, x, cond, vae.samples, vae.estimator, vae.seed)
     log_px = float(vae.score_samples(x, k=args.k, y=y).mean())
@@ -353,13 +358,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    if args.k < 1 or (args.n is not None and args.n < 1):
-        raise VaekitError(f"--k and -n must be positive, got k={args.k}, n={args.n}")
-    vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data)
-    x, y = vae._eval_targets(vae._rows(x[: args.n], str(args.data)), vae.seed + 2), _labels(vae, y, args.data)
-    cond = vae._cond(y[: args.n] if y is not None else None, len(x))
-    scores = anomaly_scores(vae.module_, x, cond, args.k)
+    vae, x, y = _model_and_rows(args)
+    scores = anomaly_scores(vae.module_, x, vae._cond(y, len(x)), args.k)
     lines = ["index,nll,recon_error"]
     nll, error = scores["nll"].tolist(), scores["recon_error"].tolist()
     lines += [f"{i},{a:.6f},{b:.6f}" for i, (a, b) in enumerate(zip(nll, error, strict=True))]
