@@ -86,8 +86,8 @@ def test_cli_conditional_run(tmp_path, mnist, capsys):
     argv = ["train", "--data", str(data), "--conditional", "--epochs", "1", "--hidden", "32", "--quiet"]
     assert main([*argv, "-o", str(run)]) == 0
     assert json.loads((run / "config.json").read_text())["n_classes"] == 10
-    with Image.open(run / "samples.png") as im:
-        assert im.height == (10 * (28 + 2) + 2) * 2  # one row per class (plots.SCALE = 2, PAD = 2)
+    with Image.open(run / "samples.png") as im:  # one row of 8 per class (plots.SCALE = 2, PAD = 2)
+        assert (im.width, im.height) == ((8 * (28 + 2) + 2) * 2, (10 * (28 + 2) + 2) * 2)
     assert main(["sample", str(run), "--label", "7", "-n", "16", "-o", str(tmp_path / "s.png")]) == 0
     with Image.open(tmp_path / "s.png") as im:
         assert im.height == (2 * (28 + 2) + 2) * 2

@@ -208,13 +208,15 @@ def _sample_grid(vae: VAE, n: int, seed: int, label: int | None, y_test: Any = N
 
 
 def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
-    """samples.png (one row per class when conditional), reconstructions.png, curves.png, manifold.png."""
+    """samples.png (a row of 8 per class if conditional), reconstructions.png, curves.png, manifold.png."""
     if vae.image_shape_ is None:
         return []
     shape = vae.image_shape_
     y32 = y_test[:32] if vae.conditional else None
     written = [
-        plots.save_png(_sample_grid(vae, 64, vae.seed, None, y_test), run / "samples.png"),
+        plots.save_png(
+            _sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, y_test), run / "samples.png"
+        ),
         plots.save_png(
             plots.reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape),
             run / "reconstructions.png",
