@@ -11,16 +11,10 @@ from vaekit import VAE, VaekitError
 from vaekit.cli import main
 
 
-def _logistic_regression(x, labels, steps=100):
-    """A softmax classifier on pixels, trained here by full-batch Adam: returns a predict function."""
-    torch.manual_seed(0)
-    layer = torch.nn.Linear(x.shape[1], 10)
-    opt = torch.optim.Adam(layer.parameters(), lr=0.05)
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(layer(x), labels).backward()
-        opt.step()
-    return lambda images: layer(torch.as_tensor(images)).argmax(1)
+def _nearest_class_mean(x, labels):
+    """A classifier with no training loop: the label of the closest class-mean image."""
+    means = torch.stack([x[labels == c].mean(0) for c in range(10)])  # (10, d)
+    return lambda images: torch.cdist(torch.as_tensor(images), means).argmin(1)
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +25,10 @@ def cvae(mnist):
 
 
 def test_samples_for_label_c_are_classified_as_c(cvae, mnist):
-    """Measured (seed 0): 81% of 500 samples classified as their label; the classifier: 86% on real digits."""
-    predict = _logistic_regression(mnist.x_train[20000:23000], mnist.y_train[20000:23000])
+    """Measured (seed 0): 74% of 500 samples classified as their label; the classifier: 79% on real digits."""
+    predict = _nearest_class_mean(mnist.x_train[20000:30000], mnist.y_train[20000:30000])
     held_out = (predict(mnist.x_test[:2000]) == mnist.y_test[:2000]).float().mean()
-    assert held_out > 0.8  # the classifier itself is sound
+    assert held_out > 0.75  # the classifier itself is sound
     labels = np.repeat(np.arange(10), 50)
     accuracy = (predict(cvae.sample(500, seed=1, y=labels)) == torch.from_numpy(labels)).float().mean()
     assert accuracy > 0.6  # chance is 0.1
