@@ -53,6 +53,8 @@ def test_conditional_save_load_and_condition_checks(cvae, mnist, tmp_path):
         cvae.transform(x, y[:10])
     with pytest.raises(VaekitError, match="conditional"):
         VAE(conditional=True, epochs=1).fit(mnist.x_train[:100])
+    with pytest.raises(VaekitError, match="conditional"):
+        VAE(conditional=True).partial_fit(mnist.x_train[:100])
 
 
 def test_condition_vectors(mnist):

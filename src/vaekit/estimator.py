@@ -156,6 +156,14 @@ class VAE:
             return None
         return as_condition(y, n, self.module_.cond_dim, self.n_classes_, what)
 
+    def _condition_setup(self, y: ArrayLike | None) -> tuple[int, int | None]:
+        """(cond_dim, n_classes) of the training conditions y; (0, None) when not conditional."""
+        if not self.conditional:
+            return 0, None
+        if y is None:
+            raise VaekitError("y: this VAE is conditional; fitting needs labels or condition vectors")
+        return condition_setup(y)
+
     def _build(
         self,
         n_features: int,
@@ -201,9 +209,7 @@ class VAE:
         """
         x = self._rows(X)
         shape = image_shape or _image_shape_of(X)
-        if self.conditional and y is None:
-            raise VaekitError("y: this VAE is conditional; fit(X, y) needs labels or condition vectors")
-        self._build(x.shape[1], shape, condition_setup(y) if self.conditional else (0, None))
+        self._build(x.shape[1], shape, self._condition_setup(y))
         cond = self._cond(y, len(x))
         if self.binarize == "static":
             x = binarize(x, torch.Generator().manual_seed(self.seed + 1))
@@ -227,8 +233,7 @@ class VAE:
         """One optimisation step on the batch X (initialising the model on first use). Returns self."""
         x = self._rows(X)
         if not hasattr(self, "module_"):
-            cond = condition_setup(y) if self.conditional and y is not None else (0, None)
-            self._build(x.shape[1], _image_shape_of(X), cond)
+            self._build(x.shape[1], _image_shape_of(X), self._condition_setup(y))
         self.trainer_.train_step(x, self._cond(y, len(x)))
         return self
 
