@@ -7,6 +7,7 @@ import torch
 from torch import distributions as D
 
 from vaekit import VAE, VaekitError
+from vaekit.cli import main
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.evaluate import latent_usage
 from vaekit.networks import VAEModule
@@ -116,3 +117,32 @@ def test_beta_above_one_lowers_the_kl(mnist):
 def test_bad_objective_settings_are_refused(kw, message):
     with pytest.raises(VaekitError, match=message):
         TrainConfig(**kw)
+
+
+def test_cli_flags_reach_the_saved_config(tmp_path, mnist_subset, capsys):
+    base = [
+        "train",
+        "--data",
+        str(mnist_subset),
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "2",
+        "--quiet",
+    ]
+    runs = {
+        "iwae": ["--objective", "iwae", "--samples", "3"],
+        "fb": ["--free-bits", "0.5", "--warmup-steps", "5", "--beta", "2", "--arch", "conv"],
+    }
+    for name, flags in runs.items():
+        assert main([*base, *flags, "-o", str(tmp_path / name)]) == 0
+    iwae, fb = (VAE.load(tmp_path / name).get_params() for name in runs)
+    assert (iwae["objective"], iwae["samples"]) == ("iwae", 3)
+    assert (fb["free_bits"], fb["warmup_steps"], fb["beta"], fb["arch"]) == (0.5, 5, 2.0, "conv")
+    capsys.readouterr()
+    assert main([*base, "--objective", "iwae", "--beta", "2", "-o", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaekit: error:") and "iwae" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()
