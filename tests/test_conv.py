@@ -60,3 +60,19 @@ def test_conv_features_are_translation_equivariant():
         maps = [module.features.net(im[None]) for im in (image, shifted)]  # (1, 64, 7, 7) each
     torch.testing.assert_close(maps[1][..., 2:6, :], maps[0][..., 1:5, :])
     assert not torch.allclose(maps[0], maps[1])
+
+
+def test_importance_sampling_passes_shrink_with_the_decoder_width():
+    """A conv decoder holds 32x14x14 floats per sample, 8x an MNIST row: evaluation takes fewer per pass."""
+    from vaekit.evaluate import importance_log_likelihood
+
+    torch.manual_seed(0)
+    conv = VAEModule(784, ModelConfig(arch="conv", hidden=(16,)), image_shape=(1, 28, 28))
+    assert conv.decode_floats == 32 * 14 * 14
+    assert VAEModule(784, ModelConfig()).decode_floats == 784
+    x = (torch.rand(3, 784) > 0.5).float()
+    sizes = []
+    decode = conv.decode
+    conv.decode = lambda z, y=None: sizes.append(z.shape[0] * z.shape[1]) or decode(z, y)
+    log_px = importance_log_likelihood(conv, x, k=64, seed=0, chunk=8 * 50)  # budget: 50 conv samples
+    assert max(sizes) <= 50 and sum(sizes) == 3 * 64 and torch.isfinite(log_px).all()

@@ -54,6 +54,8 @@ def importance_log_likelihood(
     """
     module.eval()
     generator = torch.Generator().manual_seed(seed)
+    # chunk assumes layers about as wide as the data; a wider (convolutional) decoder gets fewer samples
+    chunk = max(1, chunk * module.data_dim // max(module.data_dim, module.decode_floats))
     rows = max(1, min(len(x), chunk // k))  # examples per pass
     per_pass = max(1, min(k, chunk // rows))  # samples per pass
     out = []

@@ -101,6 +101,7 @@ class ConvOutput(nn.Module):
         act = ACTIVATIONS[activation]
         self.grid = (c2, h // 4, w // 4)
         self.in_dim = c2 * (h // 4) * (w // 4)
+        self.widest = c1 * (h // 2) * (w // 2)  # the first transposed convolution's output
         self.net = nn.Sequential(
             act(),
             nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
@@ -140,13 +141,16 @@ class VAEModule(nn.Module):
         k = self.likelihood.params_per_dim
         self.features: nn.Module = nn.Identity()
         self.to_data: nn.Module = nn.Identity()
+        hidden = list(config.hidden)
         features, decoder_out = data_dim, k * data_dim
+        #: floats the decoder's widest layer holds per sample of z; evaluation sizes its passes by it
+        self.decode_floats = max([*hidden, k * data_dim])
         if config.arch == "conv":
             _check_conv_shape(image_shape, data_dim)
             self.features = ConvFeatures(image_shape, config.activation)  # type: ignore[arg-type]
             self.to_data = ConvOutput(image_shape, k, config.activation)  # type: ignore[arg-type]
             features, decoder_out = self.features.out_dim, self.to_data.in_dim
-        hidden = list(config.hidden)
+            self.decode_floats = max(self.decode_floats, self.to_data.widest)
         self.encoder = GaussianEncoder(features + cond_dim, hidden, config.latent_dim, config.activation)
         self.decoder = Decoder(config.latent_dim + cond_dim, hidden[::-1], decoder_out, config.activation)
 
