@@ -194,17 +194,16 @@ def _labels(vae: VAE, y: Any, data: object) -> Any:
     return y
 
 
-def _sample_grid(vae: VAE, n: int, seed: int, label: int | None, y_test: Any = None) -> Any:
-    """Samples as a picture: n of one label, one row per class, or (vector conditions) of y_test's rows."""
+def _sample_grid(vae: VAE, n: int, seed: int, label: int | None) -> Any:
+    """n samples as a picture: all of one label, or (conditional, no label) a row per class."""
     shape = vae.image_shape_ or ()
-    if vae.conditional and label is None and vae.n_classes_ is not None:
-        per_class = max(1, n // vae.n_classes_)
-        labels = np.repeat(np.arange(vae.n_classes_), per_class)
-        return plots.image_grid(vae.sample(len(labels), seed=seed, y=labels), shape, per_class)
     if label is not None and not vae.conditional:
         raise VaekitError("--label needs a conditional run (trained with --conditional)")
-    y = label if label is not None else (y_test[:n] if vae.conditional else None)
-    return plots.image_grid(vae.sample(n, seed=seed, y=y), shape, min(8, n))
+    if vae.conditional and label is None:
+        per_class = max(1, n // vae.n_classes_)  # type: ignore[operator]
+        labels = np.repeat(np.arange(vae.n_classes_), per_class)  # type: ignore[arg-type]
+        return plots.image_grid(vae.sample(len(labels), seed=seed, y=labels), shape, per_class)
+    return plots.image_grid(vae.sample(n, seed=seed, y=label), shape, min(8, n))
 
 
 def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
@@ -214,9 +213,7 @@ def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) 
     shape = vae.image_shape_
     y32 = y_test[:32] if vae.conditional else None
     written = [
-        plots.save_png(
-            _sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, y_test), run / "samples.png"
-        ),
+        plots.save_png(_sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None), run / "samples.png"),
         plots.save_png(
             plots.reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape),
             run / "reconstructions.png",
