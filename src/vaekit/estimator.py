@@ -52,6 +52,8 @@ class VAE:
     --------
     >>> vae = VAE(latent_dim=20, hidden=(400,), likelihood="bernoulli").fit(X_train)
     >>> Z = vae.transform(X)  # (n, 20) posterior means
+    >>> cvae = VAE(conditional=True).fit(X_train, y_train)  # labels (n,) or vectors (n, c)
+    >>> sevens = cvae.sample(16, y=7)  # (16, d) decoder means given the label 7
     """
 
     def __init__(
