@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import plots, storage
+from vaekit import parallel, plots, storage
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import load_data, load_rows
 from vaekit.errors import VaekitError
@@ -88,6 +88,8 @@ def _add_hyperparameters(p: argparse.ArgumentParser) -> None:
     )
     add("--binarize", "binarize", "Bernoulli targets", choices=["none", "static", "dynamic"])
     add("--seed", "seed", "random seed", type=int)
+    add("--device", "device", "where to train ('auto': cuda if available)", choices=["cpu", "cuda", "auto"])
+    add("--compile", "compile", "torch.compile the objective (CUDA graphs on a GPU)", action="store_true")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -235,16 +237,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     params = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     vae = VAE(verbose=not args.quiet, **params)
     vae._configs()  # validate the flags before touching disk
+    parallel.resolve_device(vae.device)
+    writes = parallel.rank() == 0  # under torchrun only rank 0 prints and writes the run folder
     name = Path(str(args.data)).stem
-    run = _prepare_run_folder(
-        args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", args.overwrite
-    )
+    run = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if writes:
+        _prepare_run_folder(run, args.overwrite)
     data = load_data(args.data, resize=args.resize, seed=vae.seed)
-    print(data.describe())
     y_train, y_test = _labels(vae, data.y_train, args.data), _labels(vae, data.y_test, args.data)
-    (run / METRICS).unlink(missing_ok=True)
+    if writes:
+        print(data.describe())
+        (run / METRICS).unlink(missing_ok=True)
 
     def log_epoch(row: dict[str, float]) -> None:
+        if not writes:
+            return
         _append_line(run / METRICS, row)
         test = f", test ELBO {row['test_elbo']:.2f}" if "test_elbo" in row else ""
         print(
@@ -261,6 +268,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         image_shape=data.image_shape,
         on_epoch_end=log_epoch,
     )
+    if not writes:
+        return
     vae.save(run)
     pictures = write_pictures(vae, run, data.x_test.numpy(), y_test)
     final = vae.history_[-1]
@@ -388,4 +397,6 @@ def main(argv: list[str] | None = None) -> int:
     except VaekitError as e:
         print(f"vaekit: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        parallel.leave_process_group()
     return 0

@@ -19,6 +19,7 @@ Optimizer = Literal["adam", "adagrad"]
 Binarize = Literal["none", "static", "dynamic"]
 Objective = Literal["elbo", "iwae"]
 Arch = Literal["mlp", "conv"]
+Device = Literal["cpu", "cuda", "auto"]
 
 
 def _check_literals(cfg: object) -> None:
@@ -77,6 +78,8 @@ class TrainConfig:
     binarize: Binarize = "none"  # Bernoulli targets: grey levels, one fixed draw, or a new draw each epoch
     seed: int = 0  # seeds weights, data order, eps and binarization
     verbose: bool = False  # show a progress bar with the running ELBO
+    device: Device = "cpu"  # where the data and the model live while training; 'auto': cuda if available
+    compile: bool = False  # wrap the objective in torch.compile (on CUDA with CUDA graphs); off: eager
 
     def __post_init__(self) -> None:
         _check_literals(self)

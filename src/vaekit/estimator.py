@@ -17,6 +17,7 @@ from vaekit.config import (
     Activation,
     Arch,
     Binarize,
+    Device,
     Estimator,
     ModelConfig,
     Objective,
@@ -26,7 +27,7 @@ from vaekit.config import (
 )
 from vaekit.data import as_rows, binarize
 from vaekit.errors import VaekitError
-from vaekit.evaluate import elbo_summary, importance_log_likelihood
+from vaekit.evaluate import elbo_summary, importance_log_likelihood, module_device
 from vaekit.likelihoods import make_likelihood
 from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, elbo
@@ -79,6 +80,8 @@ class VAE:
         binarize: Binarize = T.binarize,
         seed: int = T.seed,
         verbose: bool = T.verbose,
+        device: Device = T.device,
+        compile: bool = T.compile,
     ) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -101,6 +104,8 @@ class VAE:
         self.binarize = binarize
         self.seed = seed
         self.verbose = verbose
+        self.device = device
+        self.compile = compile
 
     # ------------------------------------------------------------------ scikit-learn protocol
 
@@ -156,7 +161,8 @@ class VAE:
         """The condition ``(n, c)`` of a conditional model (None for an unconditional one)."""
         if not self.conditional:
             return None
-        return as_condition(y, n, self.module_.cond_dim, self.n_classes_, what)
+        cond = as_condition(y, n, self.module_.cond_dim, self.n_classes_, what)
+        return cond.to(module_device(self.module_))
 
     def _condition_setup(self, y: ArrayLike | None) -> tuple[int, int | None]:
         """(cond_dim, n_classes) of the training conditions y; (0, None) when not conditional."""
@@ -246,7 +252,7 @@ class VAE:
         """Posterior means E_q[z|x] (E_q[z|x, y] when conditional): ``(n, latent_dim)``."""
         module = self._check_fitted().eval()
         x = self._rows(X)
-        return module.encode(x, self._cond(y, len(x)))[0].numpy()
+        return module.encode(x.to(module_device(module)), self._cond(y, len(x)))[0].cpu().numpy()
 
     @torch.no_grad()
     def inverse_transform(self, Z: ArrayLike, y: ArrayLike | int | None = None) -> np.ndarray:
@@ -257,7 +263,8 @@ class VAE:
             raise VaekitError(
                 f"Z: expected finite latents of shape (n, {module.latent_dim}), got {tuple(z.shape)}"
             )
-        return module.likelihood.mean(module.decode(z, self._cond(y, len(z)))).numpy()
+        mean = module.likelihood.mean(module.decode(z.to(module_device(module)), self._cond(y, len(z))))
+        return mean.cpu().numpy()
 
     def reconstruct(self, X: ArrayLike, y: ArrayLike | None = None) -> np.ndarray:
         """Decoder means of the encoded inputs' posterior means: ``(n, d)``."""
@@ -295,7 +302,10 @@ class VAE:
         module = self._check_fitted().eval()
         x = self._rows(X)
         with torch.no_grad():
-            return elbo(module, x, self._cond(y, len(x)), self.samples, self.estimator)
+            terms = elbo(
+                module, x.to(module_device(module)), self._cond(y, len(x)), self.samples, self.estimator
+            )
+        return ELBOTerms(terms.recon.cpu(), terms.kl.cpu())
 
     # ------------------------------------------------------------------ persistence
 
@@ -330,7 +340,10 @@ class VAE:
             raise VaekitError(f"{folder}: no such model folder")
         config = storage.read_json(folder / storage.CONFIG)
         try:
-            vae = cls(**{**config["params"], "hidden": tuple(config["params"]["hidden"])})
+            params = {**config["params"], "hidden": tuple(config["params"]["hidden"])}
+            if params.get("device") == "cuda" and not torch.cuda.is_available():
+                params["device"] = "cpu"  # a model trained on a GPU is used on any machine
+            vae = cls(**params)
             cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
             vae._build(int(config["n_features_in"]), config.get("image_shape"), cond)
         except (KeyError, TypeError, ValueError) as e:

@@ -12,9 +12,13 @@ from vaekit.networks import VAEModule
 from vaekit.objectives import elbo, gaussian_kl, log_weights
 
 EVAL_BATCH = 1000  # rows per forward pass; bounds memory, not results
+#: importance samples x examples per pass of :func:`importance_log_likelihood`: on a CPU a pass
+#: that stays in cache is fastest (1 thread: 2.5k samples per pass ran 1.6x faster than 500k),
+#: on a GPU a large one fills the device
+IMPORTANCE_CHUNK = {"cpu": 2500, "cuda": 500_000}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def elbo_summary(
     module: VAEModule,
     x: Tensor,
@@ -28,56 +32,61 @@ def elbo_summary(
     The Monte Carlo draws are seeded, so the same model and data give the same numbers.
     """
     module.eval()
-    generator = torch.Generator().manual_seed(seed)
-    total = torch.zeros(3, dtype=torch.float64)
+    device = module_device(module)
+    generator = torch.Generator(device).manual_seed(seed)
+    total = torch.zeros(3, dtype=torch.float64, device=device)
     for i in range(0, len(x), EVAL_BATCH):
-        yb = y[i : i + EVAL_BATCH] if y is not None else None
-        terms = elbo(module, x[i : i + EVAL_BATCH], yb, samples, estimator, generator)
+        yb = y[i : i + EVAL_BATCH].to(device) if y is not None else None
+        terms = elbo(module, x[i : i + EVAL_BATCH].to(device), yb, samples, estimator, generator)
         total += torch.stack([terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]).double()
     elbo_mean, recon, kl = (total / len(x)).tolist()
     return {"elbo": elbo_mean, "recon": recon, "kl": kl}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def importance_log_likelihood(
     module: VAEModule,
     x: Tensor,
     y: Tensor | None = None,
     k: int = 5000,
     seed: int = 0,
-    chunk: int = 500_000,
+    chunk: int | None = None,
 ) -> Tensor:
     """Importance-sampled log p(x) = log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): ``(n,)`` nats.
 
     Burda et al. (2015). Computed with a running log-sum-exp over chunks of
-    samples so memory stays near ``chunk`` (examples x samples) whatever k and n are.
+    samples so memory stays near ``chunk`` (examples x samples, default :data:`IMPORTANCE_CHUNK`
+    for the module's device) whatever k and n are.
     """
     module.eval()
-    generator = torch.Generator().manual_seed(seed)
+    device = module_device(module)
+    generator = torch.Generator(device).manual_seed(seed)
+    chunk = chunk or IMPORTANCE_CHUNK.get(device.type, IMPORTANCE_CHUNK["cuda"])
     # chunk assumes layers about as wide as the data; a wider (convolutional) decoder gets fewer samples
     chunk = max(1, chunk * module.data_dim // max(module.data_dim, module.decode_floats))
     rows = max(1, min(len(x), chunk // k))  # examples per pass
     per_pass = max(1, min(k, chunk // rows))  # samples per pass
     out = []
     for i in range(0, len(x), rows):
-        xb = x[i : i + rows]
-        yb = y[i : i + rows] if y is not None else None
-        acc = torch.full((len(xb),), -torch.inf, dtype=torch.float64)
+        xb = x[i : i + rows].to(device)
+        yb = y[i : i + rows].to(device) if y is not None else None
+        acc = torch.full((len(xb),), -torch.inf, dtype=torch.float64, device=device)
         for j in range(0, k, per_pass):
             lw = log_weights(module, xb, yb, min(per_pass, k - j), generator)
             acc = torch.logaddexp(acc, torch.logsumexp(lw.double(), dim=0))
         out.append(acc - math.log(k))
-    return torch.cat(out)
+    return torch.cat(out).cpu()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def latent_usage(module: VAEModule, x: Tensor, y: Tensor | None = None) -> dict[str, object]:
     """Active units and mean KL per latent dimension over the rows of x ``(n, d)``.
 
     A unit u is active when Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2015, section 5.2).
     """
     module.eval()
-    mu, logvar = module.encode(x, y)  # (n, J) each
+    device = module_device(module)
+    mu, logvar = module.encode(x.to(device), y.to(device) if y is not None else None)  # (n, J) each
     activity = mu.var(dim=0)  # (J,)
     return {
         "active_units": int((activity > 0.01).sum()),
@@ -95,12 +104,14 @@ def anomaly_scores(
     recon_error : ||x - E[x | z = mu(x)]||^2, the squared error of the decoder mean at the posterior mean
     """
     nll = -importance_log_likelihood(module, x, y, k, seed)
+    device = module_device(module)
     errors = []
     for i in range(0, len(x), EVAL_BATCH):
-        xb, yb = x[i : i + EVAL_BATCH], (y[i : i + EVAL_BATCH] if y is not None else None)
+        xb = x[i : i + EVAL_BATCH].to(device)
+        yb = y[i : i + EVAL_BATCH].to(device) if y is not None else None
         mean = module.likelihood.mean(module.decode(module.encode(xb, yb)[0], yb))
         errors.append((xb - mean).square().sum(-1))
-    return {"nll": nll, "recon_error": torch.cat(errors).double()}
+    return {"nll": nll, "recon_error": torch.cat(errors).double().cpu()}
 
 
 def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
@@ -120,3 +131,8 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
     ranks = (np.bincount(inverse, weights=ranks) / np.bincount(inverse))[inverse]
     u = ranks[len(neg) :].sum() - pos.size * (pos.size + 1) / 2
     return float(u / (neg.size * pos.size))
+
+
+def module_device(module: VAEModule) -> torch.device:
+    """Where the module's weights are; data are moved there a chunk at a time."""
+    return next(module.parameters()).device

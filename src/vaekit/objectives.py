@@ -60,19 +60,34 @@ def log_standard_normal(z: Tensor) -> Tensor:
 
 
 def reparameterize(
-    mu: Tensor, logvar: Tensor, samples: int = 1, generator: torch.Generator | None = None
+    mu: Tensor,
+    logvar: Tensor,
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+    eps: Tensor | None = None,
 ) -> Tensor:
-    """z = mu + sigma * eps, eps ~ N(0, I): ``(samples, n, J)``, differentiable in mu and logvar."""
-    eps = torch.randn((samples, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
+    """z = mu + sigma * eps, eps ~ N(0, I): ``(samples, n, J)``, differentiable in mu and logvar.
+
+    eps : optional ``(samples, n, J)`` standard normal draws to use instead of drawing them
+        from ``generator`` (the trainer draws a whole minibatch's eps at once so that
+        data-parallel processes use the same numbers as a single process would).
+    """
+    if eps is None:
+        eps = torch.randn((samples, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
 def _draw(
-    module: VAEModule, x: Tensor, y: Tensor | None, samples: int, generator: torch.Generator | None
+    module: VAEModule,
+    x: Tensor,
+    y: Tensor | None,
+    samples: int,
+    generator: torch.Generator | None,
+    eps: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Encode x ``(n, d)`` and draw z ``(L, n, J)`` from q(z|x): mu, logvar, z, log p(x|z) ``(L, n)``."""
     mu, logvar = module.encode(x, y)  # (n, J) each
-    z = reparameterize(mu, logvar, samples, generator)  # (L, n, J)
+    z = reparameterize(mu, logvar, samples, generator, eps)  # (L, n, J)
     return mu, logvar, z, module.likelihood.log_prob(x, module.decode(z, y))
 
 
@@ -83,14 +98,16 @@ def elbo(
     samples: int = 1,
     estimator: str = "analytic",
     generator: torch.Generator | None = None,
+    eps: Tensor | None = None,
 ) -> ELBOTerms:
     """SGVB estimate of the ELBO for each row of x ``(n, d)``.
 
     estimator 'analytic' is the paper's estimator B (closed-form KL, Monte Carlo
     reconstruction term); 'mc' is estimator A (every term by Monte Carlo:
     (1/L) sum_l log p(x, z_l) - log q(z_l|x)). Both are unbiased for the same ELBO.
+    eps : optional ``(L, n, J)`` noise for :func:`reparameterize` (default: drawn from generator)
     """
-    mu, logvar, z, log_px_z = _draw(module, x, y, samples, generator)
+    mu, logvar, z, log_px_z = _draw(module, x, y, samples, generator, eps)
     if estimator == "analytic":
         kl = gaussian_kl(mu, logvar).sum(-1)
     else:
@@ -148,6 +165,7 @@ def training_loss(
     config: TrainConfig,
     step: int = 0,
     generator: torch.Generator | None = None,
+    eps: Tensor | None = None,
 ) -> tuple[Tensor, ELBOTerms]:
     """The scalar the Trainer minimises on minibatch x ``(m, d)`` at ``step``, and the batch's ELBO terms.
 
@@ -155,12 +173,13 @@ def training_loss(
     ``free_bits`` the KL term is :func:`free_bits_kl` of the closed-form KL.
     objective 'iwae': minus the batch mean of the k-sample bound, k = ``config.samples``
     (Burda et al. 2015); its terms are the mean log p(x|z_i) and the closed-form KL.
+    eps : optional ``(samples, m, J)`` noise (default: drawn from generator), see :func:`reparameterize`
     """
     beta = beta_at(step, config.beta, config.warmup_steps)
     if config.objective == "elbo" and config.free_bits == 0:
-        terms = elbo(module, x, y, config.samples, config.estimator, generator)
+        terms = elbo(module, x, y, config.samples, config.estimator, generator, eps)
         return terms.loss(beta), terms
-    mu, logvar, z, log_px_z = _draw(module, x, y, config.samples, generator)
+    mu, logvar, z, log_px_z = _draw(module, x, y, config.samples, generator, eps)
     kl_per_dim = gaussian_kl(mu, logvar)  # (m, J)
     terms = ELBOTerms(recon=log_px_z.mean(0), kl=kl_per_dim.sum(-1))
     if config.objective == "iwae":
