@@ -47,7 +47,10 @@ def test_gradients_equal_autograd(hidden, activation, samples, beta, scale):
     [
         ({}, {}, True),
         ({"activation": "tanh", "hidden": (8, 8)}, {"samples": 2, "beta": 3.0, "binarize": "dynamic"}, True),
+        ({}, {"warmup_steps": 100}, True),
         ({}, {"estimator": "mc"}, False),
+        ({}, {"objective": "iwae", "samples": 5}, False),
+        ({}, {"free_bits": 0.5}, False),
         ({"likelihood": "gaussian"}, {}, False),
         ({"likelihood": "gaussian_fixed"}, {}, False),
     ],
