@@ -1,7 +1,7 @@
 """Speed of vaekit against the way pytorch/examples trains a VAE, measured in one process.
 
-    python benchmarks/run.py            # about 10 minutes on a 2-core CPU
-    python benchmarks/run.py --quick    # about 2 minutes: 1 epoch, fewer steps, fewer test digits
+    python benchmarks/run.py            # 1 min 44 s on a quiet 2-core CPU (2026-11-24)
+    python benchmarks/run.py --quick    # 1 epoch, fewer steps, fewer test digits
 
 Prints a markdown table (paste it into benchmarks/RESULTS.md under "Speed"):
 
