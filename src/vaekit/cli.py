@@ -6,21 +6,21 @@ Every user error ends with one line ``vaekit: error: ...`` on stderr and exit co
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
-import json
 import math
-import os
 import sys
 import time
+import typing
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vaekit import parallel, plots, storage
+from vaekit import checkpoint, parallel, plots, storage
 from vaekit.config import ModelConfig, TrainConfig
-from vaekit.data import load_data, load_rows
+from vaekit.data import DATASETS, load_data, load_rows
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
 from vaekit.evaluate import anomaly_scores, elbo_summary, latent_usage
@@ -38,6 +38,8 @@ def _size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}") from e
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive HxW such as 28x28, got {text!r}")
     return h, w
 
 
@@ -90,21 +92,34 @@ def _add_hyperparameters(p: argparse.ArgumentParser) -> None:
     add("--seed", "seed", "random seed", type=int)
     add("--device", "device", "where to train ('auto': cuda if available)", choices=["cpu", "cuda", "auto"])
     add("--compile", "compile", "torch.compile the objective (CUDA graphs on a GPU)", action="store_true")
+    add("--checkpoint-every", "checkpoint_every", "steps between checkpoints, 0: epoch ends only", type=int)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with vaekit's one-line errors (no usage block); subcommand parsers inherit it."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"vaekit: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaekit", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vaekit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a VAE and write a run folder")
     p.add_argument(
         "--data",
-        default="mnist",
         help="mnist, fashion-mnist, or a .npy/.npz/.csv file or image folder (default: mnist)",
     )
     p.add_argument("--resize", type=_size, help="resize images of a folder to HxW")
     p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/DATA-TIME)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the interrupted run in folder RUN with its own settings (from its config.json)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_hyperparameters(p)
 
@@ -166,19 +181,8 @@ def _prepare_run_folder(out: Path, overwrite: bool) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VaekitError(f"{out}: cannot create the run folder ({e.strerror or e})") from e
-    if not os.access(out, os.W_OK):
-        raise VaekitError(f"{out}: run folder is not writable")
+    storage.check_writable(out)
     return out
-
-
-def _append_line(path: Path, row: dict[str, Any]) -> None:
-    try:
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise VaekitError(f"{path}: cannot be written ({e.strerror or e})") from e
 
 
 def _require_images(vae: VAE, run: Path) -> tuple[int, ...]:
@@ -232,27 +236,96 @@ def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) 
 # ---------------------------------------------------------------------------- commands
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def _data_spec(data: str) -> str:
+    """A data set's name, or a file's absolute path (so that --resume works from any folder)."""
+    return data if data in DATASETS else str(Path(data).resolve())
+
+
+def _resume_settings(
+    args: argparse.Namespace, names: list[str]
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The run folder and the training settings of ``--resume RUN``; flags that would change them
+    are refused (only --quiet and --checkpoint-every may be given)."""
+    run = args.resume
+    if args.out is not None or args.overwrite:
+        raise VaekitError("--resume continues RUN in place; leave out -o/--out and --overwrite")
+    if not run.is_dir():
+        raise VaekitError(f"{run}: no such run folder")
+    config = storage.read_json(run / storage.CONFIG)
+    try:
+        params, source = dict(config["params"]), dict(config["source"])
+        saved = {**params, "data": source["data"], "resize": source["resize"]}
+        unknown = sorted(set(params) - set(VAE().get_params()))
+    except (KeyError, TypeError, ValueError) as e:
+        raise VaekitError(f"{run / storage.CONFIG}: not the config of a vaekit train run ({e})") from e
+    if unknown:
+        raise VaekitError(f"{run / storage.CONFIG}: unknown settings {unknown} (written by another vaekit?)")
+    resize = source["resize"]
+    if not isinstance(source["data"], str) or not (resize is None or _is_size(resize)):
+        raise VaekitError(f"{run / storage.CONFIG}: its source {source} is not a data set and size")
+    for name in [*names, "data", "resize"]:
+        given = getattr(args, name, None)
+        if given is None or name in checkpoint.RESUMABLE_CHANGES:
+            continue
+        ours = list(given) if isinstance(given, tuple) else _data_spec(given) if name == "data" else given
+        if ours != saved.get(name):
+            raise VaekitError(
+                f"--{name.replace('_', '-')} {given} conflicts with {saved.get(name)!r} in "
+                f"{run / storage.CONFIG}; a resumed run keeps its settings (start a new run to change them)"
+            )
+    if args.checkpoint_every is not None:
+        params["checkpoint_every"] = args.checkpoint_every
+    if isinstance(params.get("hidden"), list):
+        params["hidden"] = tuple(params["hidden"])
+    return run, params, source
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     names = [f.name for f in (*fields(ModelConfig), *fields(TrainConfig))]
-    params = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    vae = VAE(verbose=not args.quiet, **params)
+    if args.resume is not None:
+        run, params, source = _resume_settings(args, names)
+        storage.check_writable(run)
+    else:
+        params = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+        resize = list(args.resize) if args.resize else None
+        source = {"data": _data_spec(args.data or "mnist"), "resize": resize}
+    params["verbose"] = not args.quiet
+    vae = VAE(**params)
     vae._configs()  # validate the flags before touching disk
     parallel.resolve_device(vae.device)
     writes = parallel.rank() == 0  # under torchrun only rank 0 prints and writes the run folder
-    name = Path(str(args.data)).stem
-    run = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if writes:
-        _prepare_run_folder(run, args.overwrite)
-    data = load_data(args.data, resize=args.resize, seed=vae.seed)
-    y_train, y_test = _labels(vae, data.y_train, args.data), _labels(vae, data.y_test, args.data)
+    if args.resume is not None and parallel.world_size() > 1:
+        raise VaekitError(f"{run}: --resume is for single-process runs; resume without torchrun")
+    if args.resume is None:
+        name = Path(source["data"]).stem
+        run = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if writes:
+            _prepare_run_folder(run, args.overwrite)
+    resize = tuple(source["resize"]) if source["resize"] else None
+    data = load_data(source["data"], resize=resize, seed=vae.seed)  # type: ignore[arg-type]
+    digest = hashlib.sha256(data.x_train.numpy().tobytes()).hexdigest()
+    if source.setdefault("sha256", digest) != digest:
+        raise VaekitError(
+            f"{source['data']}: the training data changed since the run in {run} started "
+            "(their SHA-256 differs); resume with the same data, or start a new run"
+        )
+    y_train, y_test = _labels(vae, data.y_train, source["data"]), _labels(vae, data.y_test, source["data"])
     if writes:
         print(data.describe())
-        (run / METRICS).unlink(missing_ok=True)
 
     def log_epoch(row: dict[str, float]) -> None:
         if not writes:
             return
-        _append_line(run / METRICS, row)
+        # the whole history, atomically: no lost or repeated rows whenever the run is killed
+        storage.write_jsonl(run / METRICS, vae.history_)
         test = f", test ELBO {row['test_elbo']:.2f}" if "test_elbo" in row else ""
         print(
             f"epoch {int(row['epoch'])}: train ELBO {row['train_elbo']:.2f}{test} nats "
@@ -260,16 +333,36 @@ def cmd_train(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    vae.fit(
-        data.x_train,
-        y_train,
-        X_test=data.x_test,
-        y_test=y_test,
-        image_shape=data.image_shape,
-        on_epoch_end=log_epoch,
-    )
+    ckpt = run / checkpoint.CHECKPOINT
+    if args.resume is None and writes:
+        ckpt.unlink(missing_ok=True)
+        (run / METRICS).unlink(missing_ok=True)
+    # half-written files of a killed run (see storage.atomic_write)
+    for tmp in run.glob(".*.tmp") if writes else ():
+        tmp.unlink()
+    written_before = _mtime(ckpt)
+    try:
+        vae.fit(
+            data.x_train,
+            y_train,
+            X_test=data.x_test,
+            y_test=y_test,
+            image_shape=data.image_shape,
+            on_epoch_end=log_epoch,
+            checkpoint_dir=run if writes else None,
+            resume=args.resume is not None,
+            source=source,
+        )
+    except KeyboardInterrupt:
+        saved = f"checkpoint saved to {ckpt}" if ckpt.exists() else "no checkpoint was saved"
+        print(f"vaekit: interrupted; {saved}; continue with: vaekit train --resume {run}", file=sys.stderr)
+        return 130
+    except VaekitError as e:
+        if _mtime(ckpt) != written_before:  # this run wrote a checkpoint, so there is progress to resume
+            raise VaekitError(f"{e}; the last checkpoint is kept: vaekit train --resume {run}") from e
+        raise
     if not writes:
-        return
+        return 0
     vae.save(run)
     pictures = write_pictures(vae, run, data.x_test.numpy(), y_test)
     final = vae.history_[-1]
@@ -281,6 +374,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run folder: {run}")
     for path in pictures:
         print(f"  {path}")
+    return 0
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
@@ -393,10 +487,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vaekit`` command; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        return COMMANDS[args.command](args) or 0
     except VaekitError as e:
-        print(f"vaekit: error: {e}", file=sys.stderr)
+        one_line = " ".join(str(e).split())  # messages quoting torch or numpy may hold newlines
+        print(f"vaekit: error: {one_line}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130
     finally:
         parallel.leave_process_group()
-    return 0

@@ -6,9 +6,13 @@ and the command line reads its defaults from here, so a default changes in one p
 
 from __future__ import annotations
 
+import math
+import numbers
 import typing
 from dataclasses import dataclass, fields
 from typing import Literal
+
+import numpy as np
 
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import LIKELIHOODS
@@ -20,16 +24,41 @@ Binarize = Literal["none", "static", "dynamic"]
 Objective = Literal["elbo", "iwae"]
 Arch = Literal["mlp", "conv"]
 Device = Literal["cpu", "cuda", "auto"]
+MAX_SEED = 2**62  # seeds (and seed + 2, used for held-out data) must fit torch's 64-bit generator
 
 
 def _check_literals(cfg: object) -> None:
-    """Reject a value outside its field's ``Literal`` choices, naming the field."""
+    """Reject a value of the wrong type or outside its field's ``Literal`` choices, naming the field."""
     hints = typing.get_type_hints(type(cfg))
     for f in fields(cfg):  # type: ignore[arg-type]
-        choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else ()
-        value = getattr(cfg, f.name)
+        hint, value = hints[f.name], getattr(cfg, f.name)
+        choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
         if choices and value not in choices:
             raise VaekitError(f"{f.name} must be one of {list(choices)}, got {value!r}")
+        if not choices and not _has_type(value, hint):
+            kind = TYPE_NAMES.get(hint, "a tuple")
+            raise VaekitError(f"{f.name} must be {kind}, got {value!r}")
+        if hint is float:  # 3 -> 3.0, so that torch never sees a huge Python int
+            object.__setattr__(cfg, f.name, float(value))  # type: ignore[arg-type]
+
+
+TYPE_NAMES = {bool: "True or False", float: "a finite number", int: "an integer", str: "a string"}
+
+
+def _has_type(value: object, hint: object) -> bool:
+    """isinstance for the field types used here: bool is not a number, an int is a float,
+    numpy scalars count, and a float must be finite."""
+    if hint is bool:
+        return isinstance(value, bool | np.bool_)
+    if isinstance(value, bool | np.bool_):
+        return False
+    if hint is float:
+        return isinstance(value, numbers.Real) and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, numbers.Integral)
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, tuple)
+    return isinstance(value, hint)  # type: ignore[arg-type]
 
 
 def _check_positive(cfg: object, *names: str) -> None:
@@ -54,7 +83,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check_literals(self)
         _check_positive(self, "latent_dim", "sigma")
-        if not all(isinstance(h, int) and h > 0 for h in self.hidden):
+        if not all(
+            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in self.hidden
+        ):
             raise VaekitError(f"hidden must be positive layer widths, got {self.hidden!r}")
         if self.likelihood not in LIKELIHOODS:
             raise VaekitError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {self.likelihood!r}")
@@ -80,10 +111,15 @@ class TrainConfig:
     verbose: bool = False  # show a progress bar with the running ELBO
     device: Device = "cpu"  # where the data and the model live while training; 'auto': cuda if available
     compile: bool = False  # wrap the objective in torch.compile (on CUDA with CUDA graphs); off: eager
+    checkpoint_every: int = 500  # optimiser steps between checkpoints of a run folder (0: epoch ends only)
 
     def __post_init__(self) -> None:
         _check_literals(self)
         _check_positive(self, "epochs", "batch_size", "lr", "samples")
+        if not 0 <= self.seed < MAX_SEED:
+            raise VaekitError(f"seed must be in [0, 2**62), got {self.seed!r}")
+        if self.checkpoint_every < 0:
+            raise VaekitError(f"checkpoint_every must be non-negative, got {self.checkpoint_every!r}")
         if self.weight_decay < 0 or self.beta < 0:
             raise VaekitError("weight_decay and beta must be non-negative")
         if self.warmup_steps < 0 or self.free_bits < 0:
@@ -99,6 +135,6 @@ def split_params(params: dict[str, object]) -> tuple[ModelConfig, TrainConfig]:
     model_keys = {f.name for f in fields(ModelConfig)}
     model = {k: v for k, v in params.items() if k in model_keys}
     train = {k: v for k, v in params.items() if k not in model_keys}
-    if "hidden" in model:
+    if isinstance(model.get("hidden"), list):
         model["hidden"] = tuple(model["hidden"])  # type: ignore[arg-type]
     return ModelConfig(**model), TrainConfig(**train)  # type: ignore[arg-type]

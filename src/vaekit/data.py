@@ -15,6 +15,8 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import warnings
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +112,8 @@ def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
 def _idx_data(folder: Path, name: str, source: str) -> Data:
     arrays = {key: read_idx(folder / f"{stem}.gz", SHA256[name][stem]) for key, stem in IDX_FILES.items()}
     return Data(
-        x_train=_images_to_tensor(arrays["x_train"][:, None]),
-        x_test=_images_to_tensor(arrays["x_test"][:, None]),
+        x_train=float_rows(arrays["x_train"][:, None]),
+        x_test=float_rows(arrays["x_test"][:, None]),
         y_train=torch.from_numpy(arrays["y_train"].astype(np.int64)),
         y_test=torch.from_numpy(arrays["y_test"].astype(np.int64)),
         image_shape=(1, 28, 28),
@@ -177,25 +179,29 @@ def load_fashion_mnist(url: str = FASHION_MNIST_URL) -> Data:
 # ---------------------------------------------------------------------------- users' files
 
 
-def _images_to_tensor(x: np.ndarray) -> Tensor:
-    """(n, C, H, W) uint8 or float images -> (n, C*H*W) float32, 8-bit values scaled to [0, 1]."""
-    rows = x.reshape(len(x), -1).astype(np.float32)  # a writable copy
+def float_rows(x: np.ndarray, where: str = "data") -> Tensor:
+    """(n, C, H, W) uint8 or float images -> (n, C*H*W) float32, 8-bit values scaled to [0, 1].
+
+    Values that are NaN, infinite, or too large for float32 are refused (checked after the cast).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        rows = x.reshape(len(x), -1).astype(np.float32)  # a writable copy
+    bad = int(np.count_nonzero(~np.isfinite(rows)))
+    if bad:
+        raise VaekitError(f"{where}: contains {bad} NaN or infinite values (or values beyond float32)")
     if x.dtype == np.uint8:
         rows /= 255.0
     return torch.from_numpy(rows)
 
 
 def check_array(x: np.ndarray, where: str) -> None:
-    """Reject arrays that cannot be training data: not numeric, empty, NaN or infinite values."""
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise VaekitError(f"{where}: holds {x.dtype} values, expected numbers")
-    if x.size == 0 or len(x) == 0:
-        raise VaekitError(f"{where}: is empty (shape {x.shape})")
+    """Reject arrays that cannot be training data: not real numbers, empty, wrong rank."""
+    if x.dtype == object or x.dtype.kind not in "biuf":
+        raise VaekitError(f"{where}: holds {x.dtype} values, expected numbers (integer, float or bool)")
     if x.ndim < 2 or x.ndim > 4:
         raise VaekitError(f"{where}: has shape {x.shape}; expected (N, D), (N, H, W) or (N, H, W, C)")
-    bad = int(np.count_nonzero(~np.isfinite(x))) if np.issubdtype(x.dtype, np.floating) else 0
-    if bad:
-        raise VaekitError(f"{where}: contains {bad} NaN or infinite values")
+    if x.size == 0:
+        raise VaekitError(f"{where}: is empty (shape {x.shape})")
 
 
 def as_rows(x: np.ndarray, where: str) -> tuple[Tensor, tuple[int, int, int] | None]:
@@ -204,25 +210,27 @@ def as_rows(x: np.ndarray, where: str) -> tuple[Tensor, tuple[int, int, int] | N
     if x.dtype == bool:
         x = x.astype(np.float32)
     if x.ndim == 2:
-        return _images_to_tensor(x), None
+        return float_rows(x, where), None
     if x.ndim == 3:
         x = x[:, None]
     else:
         if x.shape[-1] not in (1, 3, 4):
             raise VaekitError(f"{where}: a 4-D array needs 1, 3 or 4 channels last, got {x.shape}")
         x = x.transpose(0, 3, 1, 2)
-    return _images_to_tensor(x), tuple(x.shape[1:])  # type: ignore[return-value]
+    return float_rows(x, where), tuple(x.shape[1:])  # type: ignore[return-value]
 
 
 def _read_csv(path: Path) -> np.ndarray:
-    try:
-        return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)
-    except ValueError:
-        pass  # perhaps a header row
-    try:
-        return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32, skiprows=1)
-    except ValueError as e:
-        raise VaekitError(f"{path}: not a CSV file of numbers ({e})") from e
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty file is reported as empty below, not warned about
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+        except ValueError:
+            pass  # perhaps a header row
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+        except ValueError as e:
+            raise VaekitError(f"{path}: not a CSV file of numbers ({e})") from e
 
 
 def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -253,10 +261,12 @@ def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np
     return x, y
 
 
-def _split(x: Tensor, y: Tensor | None, seed: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+def _split(
+    x: Tensor, y: Tensor | None, seed: int, where: str | Path
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Hold out TEST_FRACTION of the rows (at least one) as a seeded test split."""
     if len(x) < 2:
-        raise VaekitError(f"need at least 2 examples to hold out a test split, got {len(x)}")
+        raise VaekitError(f"{where}: need at least 2 examples to hold out a test split, got {len(x)}")
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_test = max(1, round(TEST_FRACTION * len(x)))
     test, train = perm[:n_test], perm[n_test:]
@@ -293,7 +303,7 @@ def read_file(
             x = _read_csv(path)
         else:
             raise VaekitError(f"{path}: unknown file type; use .npy, .npz, .csv or a folder of images")
-    except (ValueError, OSError, EOFError, zlib.error) as e:
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         raise VaekitError(f"{path}: cannot be read ({e})") from e
     rows, shape = as_rows(x, str(path))
     return rows, (torch.from_numpy(y.astype(np.int64)) if y is not None else None), shape
@@ -310,7 +320,7 @@ def load_file(path: str | Path, resize: tuple[int, int] | None = None, seed: int
     if isinstance(found, Data):
         return found
     rows, labels, shape = found
-    x_train, x_test, y_train, y_test = _split(rows, labels, seed)
+    x_train, x_test, y_train, y_test = _split(rows, labels, seed, path)
     return Data(x_train, x_test, y_train, y_test, shape, str(path))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit import __version__, storage
+from vaekit import __version__, checkpoint, storage
 from vaekit.conditions import as_condition, condition_setup
 from vaekit.config import (
+    MAX_SEED,
     Activation,
     Arch,
     Binarize,
@@ -25,7 +27,7 @@ from vaekit.config import (
     TrainConfig,
     split_params,
 )
-from vaekit.data import as_rows, binarize
+from vaekit.data import as_rows, binarize, check_array, float_rows
 from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_summary, importance_log_likelihood, module_device
 from vaekit.likelihoods import make_likelihood
@@ -82,6 +84,7 @@ class VAE:
         verbose: bool = T.verbose,
         device: Device = T.device,
         compile: bool = T.compile,
+        checkpoint_every: int = T.checkpoint_every,
     ) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -106,6 +109,7 @@ class VAE:
         self.verbose = verbose
         self.device = device
         self.compile = compile
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------------ scikit-learn protocol
 
@@ -137,8 +141,7 @@ class VAE:
 
     def _rows(self, X: ArrayLike, what: str = "X") -> Tensor:
         """Validate an input array and return it as ``(n, d)`` float32 rows."""
-        x = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
-        rows, _ = as_rows(x, what)
+        rows, _ = as_rows(_array(X, what), what)
         if hasattr(self, "n_features_in_") and rows.shape[1] != self.n_features_in_:
             raise VaekitError(
                 f"{what}: has {rows.shape[1]} features per example, the model was fitted on "
@@ -188,6 +191,7 @@ class VAE:
         self.image_shape_ = tuple(image_shape) if image_shape else None
         self.trainer_ = Trainer(self.module_, train_cfg)
         self.history_: list[dict[str, float]] = []
+        self.source_: dict[str, Any] | None = None
 
     def _eval_targets(self, x: Tensor, seed: int) -> Tensor:
         """Binarize held-out data once, with a recorded seed, when training binarizes."""
@@ -206,18 +210,32 @@ class VAE:
         y_test: ArrayLike | None = None,
         image_shape: tuple[int, ...] | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        source: dict[str, Any] | None = None,
     ) -> VAE:
-        """Train from scratch on X for ``epochs`` epochs. Returns self.
+        """Train from scratch on X for ``epochs`` epochs, or resume a checkpointed run. Returns self.
 
         y : ignored, unless ``conditional``: class labels ``(n,)`` (one-hot encoded) or
             condition vectors ``(n, c)``
         X_test, y_test : optional held-out rows (and conditions); each epoch's metrics then include its ELBO
         image_shape : (C, H, W) of the rows, for pictures; inferred from 3-D/4-D X
         on_epoch_end : called with each epoch's metrics (a dict of floats)
+        checkpoint_dir : a folder; ``config.json`` is written there first, then
+            ``checkpoint.safetensors`` every ``checkpoint_every`` steps and after each epoch.
+            Ctrl-C then stops after the current step, saves a checkpoint and raises
+            KeyboardInterrupt.
+        resume : continue from the checkpoint in ``checkpoint_dir`` (from the start if there
+            is none yet); given the same X, the result equals an uninterrupted fit bit for bit
+        source : where X came from (JSON-able), recorded in ``config.json``
         """
+        if resume and checkpoint_dir is None:
+            raise VaekitError("resume=True needs the checkpoint_dir of the run to resume")
+        self._configs()  # the arguments first: _rows uses the likelihood
         x = self._rows(X)
         shape = image_shape or _image_shape_of(X)
         self._build(x.shape[1], shape, self._condition_setup(y))
+        self.source_ = source
         cond = self._cond(y, len(x))
         if self.binarize == "static":
             x = binarize(x, torch.Generator().manual_seed(self.seed + 1))
@@ -234,11 +252,24 @@ class VAE:
             if on_epoch_end is not None:
                 on_epoch_end(row)
 
-        self.trainer_.fit(x, cond, on_epoch_end=record)
+        save = None
+        if checkpoint_dir is not None:
+            path = Path(checkpoint_dir) / checkpoint.CHECKPOINT
+            if resume and path.exists():
+                self.history_ = checkpoint.load(path, self.trainer_, self._record())
+            elif not resume:
+                storage.write_json(Path(checkpoint_dir) / storage.CONFIG, self._record())
+
+            def save() -> None:
+                checkpoint.save(path, self.trainer_, self._record(), self.history_)
+
+        with checkpoint.stop_on_sigint(self.trainer_) if save else nullcontext():
+            self.trainer_.fit(x, cond, on_epoch_end=record, on_checkpoint=save)
         return self
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike | None = None) -> VAE:
         """One optimisation step on the batch X (initialising the model on first use). Returns self."""
+        self._configs()
         x = self._rows(X)
         if not hasattr(self, "module_"):
             self._build(x.shape[1], _image_shape_of(X), self._condition_setup(y))
@@ -258,13 +289,12 @@ class VAE:
     def inverse_transform(self, Z: ArrayLike, y: ArrayLike | int | None = None) -> np.ndarray:
         """Decoder means E[x|z] (E[x|z, y]) for given latents Z ``(n, latent_dim)``: ``(n, d)``."""
         module = self._check_fitted().eval()
-        z = torch.as_tensor(np.asarray(Z, dtype=np.float32))
-        if z.ndim != 2 or z.shape[1] != module.latent_dim or not torch.isfinite(z).all():
-            raise VaekitError(
-                f"Z: expected finite latents of shape (n, {module.latent_dim}), got {tuple(z.shape)}"
-            )
-        mean = module.likelihood.mean(module.decode(z.to(module_device(module)), self._cond(y, len(z))))
-        return mean.cpu().numpy()
+        z = _array(Z, "Z")
+        if z.ndim != 2 or z.shape[1] != module.latent_dim or len(z) == 0:
+            raise VaekitError(f"Z: expected latents of shape (n, {module.latent_dim}), got {z.shape}")
+        check_array(z, "Z")
+        rows = float_rows(z, "Z").to(module_device(module))  # float32, finite
+        return module.likelihood.mean(module.decode(rows, self._cond(y, len(rows)))).cpu().numpy()
 
     def reconstruct(self, X: ArrayLike, y: ArrayLike | None = None) -> np.ndarray:
         """Decoder means of the encoded inputs' posterior means: ``(n, d)``."""
@@ -276,9 +306,8 @@ class VAE:
         y : the condition of a conditional model: one label for all n, or ``(n,)`` labels / ``(n, c)`` vectors
         """
         module = self._check_fitted()
-        if not isinstance(n, int | np.integer) or n < 1:
-            raise VaekitError(f"n must be a positive integer, got {n!r}")
-        gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        _check_count(n, "n")
+        gen = torch.Generator().manual_seed(self.seed if seed is None else _check_seed(seed))
         return self.inverse_transform(torch.randn(int(n), module.latent_dim, generator=gen), y)
 
     def score(self, X: ArrayLike, y: ArrayLike | None = None) -> float:
@@ -292,10 +321,9 @@ class VAE:
     ) -> np.ndarray:
         """Importance-sampled log p(x) per example with k samples (Burda et al. 2015): ``(n,)`` nats."""
         module = self._check_fitted()
-        if not isinstance(k, int | np.integer) or k < 1:
-            raise VaekitError(f"k must be a positive integer, got {k!r}")
+        _check_count(k, "k")
         x = self._rows(X)
-        return importance_log_likelihood(module, x, self._cond(y, len(x)), int(k), seed).numpy()
+        return importance_log_likelihood(module, x, self._cond(y, len(x)), int(k), _check_seed(seed)).numpy()
 
     def elbo_terms(self, X: ArrayLike, y: ArrayLike | None = None) -> ELBOTerms:
         """Per-example ELBO terms (reconstruction and KL, nats) on X, without gradients."""
@@ -317,20 +345,24 @@ class VAE:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise VaekitError(f"{folder}: cannot create the folder ({e.strerror or e})") from e
-        params = self.get_params()
-        params["hidden"] = list(params["hidden"])
         storage.save_tensors(folder / storage.WEIGHTS, module.state_dict())
-        storage.write_json(
-            folder / storage.CONFIG,
-            {
-                "vaekit_version": __version__,
-                "params": params,
-                "n_features_in": self.n_features_in_,
-                "image_shape": list(self.image_shape_) if self.image_shape_ else None,
-                "cond_dim": module.cond_dim,
-                "n_classes": self.n_classes_,
-            },
-        )
+        storage.write_json(folder / storage.CONFIG, self._record())
+
+    def _record(self) -> dict[str, Any]:
+        """The contents of ``config.json``: arguments, input shapes, conditions, version, data source."""
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.get_params().items()}
+        params["hidden"] = [int(h) for h in params["hidden"]]
+        record = {
+            "vaekit_version": __version__,
+            "params": params,
+            "n_features_in": self.n_features_in_,
+            "image_shape": list(self.image_shape_) if self.image_shape_ else None,
+            "cond_dim": self.module_.cond_dim,
+            "n_classes": self.n_classes_,
+        }
+        if self.source_ is not None:
+            record["source"] = self.source_
+        return record
 
     @classmethod
     def load(cls, folder: str | Path) -> VAE:
@@ -346,11 +378,34 @@ class VAE:
             vae = cls(**params)
             cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
             vae._build(int(config["n_features_in"]), config.get("image_shape"), cond)
-        except (KeyError, TypeError, ValueError) as e:
+            vae.source_ = config.get("source")
+        except (KeyError, TypeError, ValueError, AttributeError, VaekitError) as e:
             raise VaekitError(f"{folder / storage.CONFIG}: not a vaekit model config ({e})") from e
         tensors = storage.load_tensors(folder / storage.WEIGHTS)
         storage.load_state(vae.module_, tensors, folder / storage.WEIGHTS)
         return vae
+
+
+MAX_COUNT = 2**31 - 1  # the most samples (n, k) one call may ask for
+
+
+def _array(X: ArrayLike, what: str) -> np.ndarray:
+    """X as a numpy array (copying a tensor to the CPU); ragged or odd input is a VaekitError."""
+    try:
+        return X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise VaekitError(f"{what}: not an array of numbers ({e})") from e
+
+
+def _check_count(n: object, name: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= MAX_COUNT:
+        raise VaekitError(f"{name} must be a positive integer up to {MAX_COUNT}, got {n!r}")
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < MAX_SEED:
+        raise VaekitError(f"seed must be an integer in [0, 2**62), got {seed!r}")
+    return int(seed)
 
 
 def _image_shape_of(X: ArrayLike) -> tuple[int, ...] | None:

@@ -31,7 +31,7 @@ from vaekit.objectives import ELBOTerms, gaussian_kl
 #: away from its default sends training back to autograd, so no option is silently ignored
 KNOWN_FIELDS = frozenset(
     {"epochs", "batch_size", "optimizer", "lr", "weight_decay", "estimator", "samples", "beta"}
-    | {"binarize", "seed", "verbose", "device", "compile", "lr_schedule", "adam_eps"}
+    | {"binarize", "seed", "verbose", "device", "compile", "lr_schedule", "adam_eps", "checkpoint_every"}
     | {"objective", "free_bits", "warmup_steps"}  # checked below / warm-up only sets beta
 )
 

@@ -43,6 +43,11 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def world_size() -> int:
+    """The number of processes of this torchrun job (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def shard(m: int, rank: int, world: int) -> slice:
     """Rows of a global minibatch of m rows that process ``rank`` of ``world`` takes.
 

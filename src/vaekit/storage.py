@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,20 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise VaekitError(f"{path}: cannot be written ({e.strerror or e})") from e
 
 
+def check_writable(folder: Path) -> None:
+    """Write, fsync and remove a probe file in ``folder``: catches read-only folders, file
+    systems and a full disk before any work is done (permission bits alone do not, e.g. for root)."""
+    atomic_write(Path(folder) / ".vaekit-write-probe", b"probe")
+    (Path(folder) / ".vaekit-write-probe").unlink()
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` as JSON lines, atomically (so a killed run never leaves half a line)."""
+    atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
 def read_json(path: Path) -> Any:
@@ -58,13 +71,29 @@ def read_json(path: Path) -> Any:
 def save_tensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
-    """Write tensors (made contiguous, on the CPU) as a safetensors file, atomically."""
+    """Write tensors (made contiguous, on the CPU) as a safetensors file, atomically.
+
+    A floating-point tensor holding NaN or infinity is refused (VaekitError) and
+    nothing is written, so a diverged model never replaces a good file.
+    """
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    for name, value in cpu.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise VaekitError(f"{path}: not written: {name} holds NaN or infinite values")
     atomic_write(path, st_save(cpu, metadata=metadata))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file; anything else (a pickle, a truncated file) is a VaekitError."""
+    return load_tensors_and_metadata(path)[0]
+
+
+def load_tensors_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors of a safetensors file and the string metadata of its header.
+
+    The bytes are parsed by safetensors alone (a JSON header and raw buffers), never
+    unpickled, so a pickle renamed to ``.safetensors`` is refused, not run.
+    """
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError as e:
@@ -72,9 +101,12 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     except OSError as e:
         raise VaekitError(f"{path}: cannot be read ({e.strerror or e})") from e
     try:
-        return st_load(raw)
-    except (SafetensorError, ValueError, RuntimeError) as e:
+        tensors = st_load(raw)
+        (size,) = struct.unpack("<Q", raw[:8])
+        metadata = json.loads(raw[8 : 8 + size]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, RuntimeError, struct.error) as e:
         raise VaekitError(f"{path}: not a valid safetensors file ({e})") from e
+    return tensors, metadata
 
 
 def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path) -> None:

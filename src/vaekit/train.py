@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -39,7 +40,7 @@ from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, beta_at, training_loss
 from vaekit.parallel import process_group, resolve_device, shard
 
-#: consecutive non-finite losses after which training stops
+#: consecutive steps with a non-finite loss or gradient after which training stops
 MAX_BAD_STEPS = 20
 
 
@@ -81,8 +82,14 @@ class Trainer:
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0  # minibatch steps taken (a step with a non-finite loss leaves the weights as they were)
         self.epoch = 0  # epochs completed
-        self._bad_run = torch.zeros((), device=self.device)  # current run of non-finite losses
+        self._bad_run = torch.zeros((), device=self.device)  # current run of non-finite steps
         self._worst_run = torch.zeros((), device=self.device)  # longest such run since the last check
+        # where the current epoch stands, so that a checkpoint can resume inside it
+        self._perm: Tensor | None = None  # (n,) this epoch's data order; None between epochs
+        self._batch = 0  # minibatches of this epoch done
+        # this process's sums over the epoch so far: recon, kl, examples (float64: 60k sums of ~100 nats)
+        self._sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.stop_requested = False  # set (e.g. by a SIGINT handler) to stop after the current step
         objective: nn.Module = Objective(module, config)
         if self.world > 1:
             ids = [self.device] if self.device.type == "cuda" else None
@@ -94,7 +101,11 @@ class Trainer:
         self.fused = fused.supports(module, config) and self.world == 1 and not config.compile
 
     def _step(self, x: Tensor, y: Tensor | None) -> ELBOTerms:
-        """One optimiser step on the global minibatch x ``(m, d)``; no host synchronisation."""
+        """One optimiser step on the global minibatch x ``(m, d)``; no host synchronisation.
+
+        A step whose loss or gradient is not finite changes nothing (weights, optimiser moments
+        and step count as they were: the fused optimiser's ``found_inf``) but is counted in ``step``.
+        """
         cfg = self.config
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True) if y is not None else None
@@ -119,8 +130,10 @@ class Trainer:
             loss = loss * scale if len(x) else recon.sum() * 0.0
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        bad = (~torch.isfinite(loss)).float()
-        if self.world > 1:  # every process skips the step if any one's loss is not finite
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        bad = (~torch.isfinite(loss.detach() + grad_norm)).float()
+        if self.world > 1:  # every process skips the step if any one's loss or gradient is not finite
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         self.optimizer.found_inf = bad  # type: ignore[attr-defined]  # the fused step skips itself if 1
         self.optimizer.step()
@@ -130,54 +143,75 @@ class Trainer:
         return ELBOTerms(terms.recon.detach(), terms.kl.detach())
 
     def _check_bad_steps(self) -> None:
-        """Stop (one host read) if the loss was non-finite for MAX_BAD_STEPS steps in a row."""
+        """Stop (one host read) if the loss or gradient was non-finite for MAX_BAD_STEPS steps in a row."""
         if float(self._worst_run) >= MAX_BAD_STEPS:
             raise VaekitError(
-                f"the loss was not finite for {MAX_BAD_STEPS} steps in a row (by step {self.step}); "
-                f"try a lower learning rate than {self.config.lr:g}"
+                f"the loss or its gradient was not finite for {MAX_BAD_STEPS} steps in a row "
+                f"(by step {self.step}); try a lower learning rate than {self.config.lr:g}"
             )
         self._worst_run.zero_()
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> ELBOTerms:
-        """One optimiser step on the minibatch x ``(m, d)``; returns this process's detached terms."""
+        """One optimiser step on the minibatch x ``(m, d)``; returns this process's detached terms.
+
+        On the CPU the run of non-finite steps is checked every step; on a GPU (where that
+        read would synchronise) at checkpoints and epoch ends.
+        """
         terms = self._step(x, y)
-        self._check_bad_steps()
+        if self.device.type == "cpu":
+            self._check_bad_steps()
         return terms
 
     def batches(self, x: Tensor, y: Tensor | None) -> Iterator[tuple[Tensor, Tensor | None]]:
-        """One epoch of global minibatches: a fresh permutation, gathered a batch at a time."""
-        perm = torch.randperm(len(x), generator=self.generator, device=self.device)
+        """The epoch's remaining global minibatches: a fresh permutation at its start, then
+        gathered a batch at a time."""
+        if self._perm is None:
+            self._perm = torch.randperm(len(x), generator=self.generator, device=self.device)
+        elif len(self._perm) != len(x):
+            raise VaekitError(
+                f"the training data have {len(x)} rows but the checkpoint's epoch has {len(self._perm)}; "
+                "resume with the data the run started with"
+            )
         size = self.config.batch_size
-        for i in range(0, len(x), size):
-            idx = perm[i : i + size]
+        for i in range(self._batch * size, len(x), size):
+            idx = self._perm[i : i + size]
             yield x[idx], (y[idx] if y is not None else None)
 
-    def train_epoch(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
-        """One pass over x ``(n, d)``; returns the epoch's mean train ELBO, recon and KL (nats).
+    def train_epoch(
+        self, x: Tensor, y: Tensor | None = None, on_checkpoint: Callable[[], None] | None = None
+    ) -> dict[str, float]:
+        """One pass over x ``(n, d)`` (or the rest of one, after a resume); returns its mean
+        train ELBO, recon and KL (nats). Under torchrun the means are over all processes' shards
+        (one all-reduce per epoch).
 
-        Under torchrun the means are over all processes' shards (one all-reduce per epoch).
+        on_checkpoint : called every ``config.checkpoint_every`` optimiser steps inside the
+            epoch and, once ``stop_requested`` is set, before KeyboardInterrupt is raised
         """
         start = time.perf_counter()
         x = x.to(self.device)
         y = y.to(self.device) if y is not None else None
-        # sums of recon and kl, then the number of examples (float64: 60k sums of ~100 nats)
-        total = torch.zeros(3, dtype=torch.float64, device=self.device)
-        seen = 0
         n_batches = -(-len(x) // self.config.batch_size)
+        every = self.config.checkpoint_every
         bar = tqdm(
             self.batches(x, y),
             total=n_batches,
+            initial=self._batch,
             disable=not self.config.verbose or self.rank != 0,
             leave=False,
             desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
         )
-        for i, (xb, yb) in enumerate(bar):
-            terms = self._step(xb, yb)
-            total[:2] += torch.stack((terms.recon.sum(), terms.kl.sum()))
-            seen += len(terms.kl)
-            if self.config.verbose and i % 25 == 0:  # a host read: verbose only
-                bar.set_postfix(elbo=f"{float(total[0] - total[1]) / max(seen, 1):.2f}")
-        total[2] = seen
+        for xb, yb in bar:
+            terms = self.train_step(xb, yb)
+            self._sums += torch.stack((terms.recon.sum(), terms.kl.sum(), terms.kl.new_tensor(len(terms.kl))))
+            self._batch += 1
+            if self.config.verbose and self._batch % 25 == 0:  # a host read: verbose only
+                recon, kl, seen = self._sums.tolist()
+                bar.set_postfix(elbo=f"{(recon - kl) / max(seen, 1):.2f}")
+            due = every and self.step % every == 0 and self._batch < n_batches
+            self._checkpoint_or_stop(on_checkpoint, bool(due))
+        total = self._sums
+        self._perm, self._batch = None, 0
+        self._sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         if self.world > 1:
             dist.all_reduce(total)
         self._check_bad_steps()
@@ -198,17 +232,89 @@ class Trainer:
         x: Tensor,
         y: Tensor | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+        on_checkpoint: Callable[[], None] | None = None,
     ) -> list[dict[str, float]]:
-        """Train until ``config.epochs`` epochs are done (continuing from ``self.epoch``)."""
+        """Train until ``config.epochs`` epochs are done (continuing from ``self.epoch``).
+
+        on_checkpoint : called every ``config.checkpoint_every`` steps, after each epoch's
+            ``on_epoch_end``, and before stopping with KeyboardInterrupt on ``stop_requested``
+        """
         history = []
         x = x.to(self.device)  # resident on the device for the whole run
         y = y.to(self.device) if y is not None else None
         while self.epoch < self.config.epochs:
-            row = self.train_epoch(x, y)
+            row = self.train_epoch(x, y, on_checkpoint)
             if on_epoch_end is not None:
                 on_epoch_end(row)
             history.append(row)
+            self._checkpoint_or_stop(on_checkpoint, True)
         return history
+
+    def _checkpoint_or_stop(self, on_checkpoint: Callable[[], None] | None, due: bool) -> None:
+        """Checkpoint when due or asked to stop; then honour the stop request."""
+        if due:
+            self._check_bad_steps()
+        if on_checkpoint is not None and (due or self.stop_requested):
+            on_checkpoint()
+        if self.stop_requested:
+            raise KeyboardInterrupt
+
+    # ------------------------------------------------------------------ checkpoint state
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything a bit-exact resume needs: named tensors and JSON-able values.
+
+        Tensors: ``module.*`` weights, ``optimizer.<param index>.<name>`` (e.g. Adam's
+        exp_avg), ``generator`` (the RNG state), ``epoch.perm`` and ``epoch.sums`` (the
+        current epoch's order and running sums of recon, kl and examples), ``bad_run`` (the
+        current run of non-finite steps). Values: step, epoch and position counters and the
+        optimiser's param_groups.
+        """
+        tensors = {f"module.{k}": v for k, v in self.module.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        values: dict[str, Any] = {"optimizer_scalars": {}}
+        for index, state in opt["state"].items():
+            for name, value in state.items():
+                if isinstance(value, Tensor):
+                    tensors[f"optimizer.{index}.{name}"] = value
+                else:
+                    values["optimizer_scalars"][f"{index}.{name}"] = value
+        tensors["generator"] = self.generator.get_state()
+        tensors["epoch.sums"] = self._sums
+        tensors["bad_run"] = self._bad_run
+        if self._perm is not None:
+            tensors["epoch.perm"] = self._perm
+        values.update(
+            step=self.step,
+            epoch=self.epoch,
+            batch=self._batch,
+            param_groups=opt["param_groups"],
+        )
+        return tensors, values
+
+    def load_state_dict(self, tensors: dict[str, Tensor], values: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; KeyError/ValueError/RuntimeError if it does not fit."""
+        module = {k.removeprefix("module."): v for k, v in tensors.items() if k.startswith("module.")}
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        for key, value in values["optimizer_scalars"].items():
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        groups = [
+            {k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+            for g in values["param_groups"]
+        ]
+        self.module.load_state_dict(module)  # strict: missing, extra or mis-shaped weights raise
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        self.generator.set_state(tensors["generator"])
+        perm = tensors.get("epoch.perm")
+        self._perm = perm.to(self.device) if perm is not None else None
+        self._sums = tensors["epoch.sums"].to(self.device, torch.float64)
+        self._bad_run = tensors["bad_run"].to(self.device)
+        self.step, self.epoch, self._batch = int(values["step"]), int(values["epoch"]), int(values["batch"])
 
 
 def _compile_mode(device: torch.device) -> str:
