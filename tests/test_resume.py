@@ -173,11 +173,15 @@ def test_full_disk_stops_the_run_and_keeps_a_resumable_checkpoint(
     _assert_same_run(run, reference)
 
 
-def test_python_api_resume_after_a_stop_request_is_bit_exact(tmp_path, mnist, monkeypatch):
-    """VAE.fit(checkpoint_dir=...) asked to stop mid-epoch (as Ctrl-C does), then fit(resume=True)."""
+@pytest.mark.parametrize("extra", [{}, {"conditional": True, "objective": "iwae", "samples": 3}])
+def test_python_api_resume_after_a_stop_request_is_bit_exact(tmp_path, mnist, monkeypatch, extra):
+    """VAE.fit(checkpoint_dir=...) asked to stop mid-epoch (as Ctrl-C does), then fit(resume=True);
+    also for a conditional model (the labels follow the saved data order) trained on the IWAE bound."""
     x, x_test = mnist.x_train[:300], mnist.x_test[:50]
-    params = dict(latent_dim=2, hidden=(16,), epochs=3, batch_size=40, checkpoint_every=5, seed=3)
-    reference = VAE(**params).fit(x, X_test=x_test)
+    labels = {"y": mnist.y_train[:300], "y_test": mnist.y_test[:50]} if extra else {}
+    y, y_test = labels.get("y"), labels.get("y_test")
+    params = dict(latent_dim=2, hidden=(16,), epochs=3, batch_size=40, checkpoint_every=5, seed=3, **extra)
+    reference = VAE(**params).fit(x, y, X_test=x_test, y_test=y_test)
     train_step = Trainer.train_step
 
     def stop_at_step_11(trainer, *args):
@@ -188,11 +192,11 @@ def test_python_api_resume_after_a_stop_request_is_bit_exact(tmp_path, mnist, mo
     monkeypatch.setattr(Trainer, "train_step", stop_at_step_11)
     vae = VAE(**params)
     with pytest.raises(KeyboardInterrupt):
-        vae.fit(x, X_test=x_test, checkpoint_dir=tmp_path)
+        vae.fit(x, y, X_test=x_test, y_test=y_test, checkpoint_dir=tmp_path)
     monkeypatch.undo()
     state = json.loads(storage.load_tensors_and_metadata(tmp_path / CHECKPOINT)[1]["vaekit"])["state"]
     assert (state["epoch"], state["batch"], state["step"]) == (1, 3, 11)
-    again = VAE(**params).fit(x, X_test=x_test, checkpoint_dir=tmp_path, resume=True)
+    again = VAE(**params).fit(x, y, X_test=x_test, y_test=y_test, checkpoint_dir=tmp_path, resume=True)
     assert again.history_[0] == vae.history_[0]  # the first epoch came from the checkpoint
     for (name, value), (_, ref) in zip(
         again.module_.state_dict().items(), reference.module_.state_dict().items(), strict=True
