@@ -70,7 +70,9 @@ def test_eval_writes_log_likelihood_above_the_elbo(run, mnist_subset, capsys):
     assert 0 <= result["active_units"] <= 2 and len(result["kl_per_dim"]) == 2
     assert sum(result["kl_per_dim"]) == pytest.approx(result["kl"], rel=1e-4)
     assert result["bits_per_dim"] == pytest.approx(-result["log_px"] / (784 * np.log(2)))
-    assert "log p(x), k=200" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "log p(x), k=200" in captured.out  # the table
+    assert "log p(x), k=200" in captured.err and "200/200" in captured.err  # the progress bar, completed
 
 
 def _err(capsys, argv):

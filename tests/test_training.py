@@ -95,3 +95,16 @@ def test_bad_hyperparameters_and_unfitted_use():
         VAE(activation="gelu").fit(np.zeros((4, 4)))
     with pytest.raises(VaekitError, match="not fitted"):
         VAE().transform(np.zeros((2, 4)))
+
+
+def test_log_likelihood_of_a_trained_mnist_model_lies_between_elbo_and_elbo_plus_kl(mnist):
+    """300 steps on dynamically binarized digits; on a fixed binarization of 100 test digits,
+    ELBO < log p(x) (k = 1000) < ELBO + KL, the KL being KL(q(z|x) || p(z))."""
+    from vaekit.evaluate import elbo_summary
+
+    vae = VAE(latent_dim=10, hidden=(200,), binarize="dynamic", epochs=3, batch_size=100, seed=1)
+    vae.fit(mnist.x_train[:10000])
+    x = vae._eval_targets(mnist.x_test[:100], seed=7)
+    bound = elbo_summary(vae.module_, x, samples=1000)  # recon to Monte Carlo precision; KL exact
+    log_px = vae.score_samples(x, k=1000).mean()
+    assert bound["elbo"] + 1.0 < log_px < bound["elbo"] + bound["kl"] - 1.0

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import math
 import sys
 import time
 import typing
@@ -18,15 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import checkpoint, parallel, plots, storage
+from vaekit import checkpoint, parallel, plots, reproduce, storage
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import DATASETS, load_data, load_rows
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
-from vaekit.evaluate import anomaly_scores, elbo_summary, latent_usage
+from vaekit.evaluate import anomaly_scores, eval_table, evaluate
 from vaekit.likelihoods import LIKELIHOODS
 
 METRICS = "metrics.jsonl"
+PLOTS = {
+    "manifold": "decoded grid of a 2-D latent space",
+    "interpolate": "strip between two test images through the latent mean",
+    "scatter": "test posterior means by label (first two principal components above 2-D)",
+    "curves": "train and test ELBO per epoch from metrics.jsonl",
+}
 
 
 # ---------------------------------------------------------------------------- argument parsing
@@ -68,6 +73,8 @@ def _add_hyperparameters(p: argparse.ArgumentParser) -> None:
     add("--batch-size", "batch_size", "minibatch size M", type=int)
     add("--optimizer", "optimizer", "optimiser", choices=["adam", "adagrad"])
     add("--lr", "lr", "learning rate", type=float)
+    add("--lr-schedule", "lr_schedule", "learning-rate schedule", choices=["constant", "burda"])
+    add("--adam-eps", "adam_eps", "epsilon of Adam", type=float)
     add("--weight-decay", "weight_decay", "L2 penalty on the weights", type=float)
     add(
         "--estimator",
@@ -152,6 +159,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="mnist", help="data set or file; its test split is used")
     p.add_argument("--k", type=int, default=5000, help="importance samples per example (default: 5000)")
     p.add_argument("-n", type=int, help="evaluate only the first n test examples")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("reproduce", help="rerun a paper's MNIST experiment into a run folder")
+    p.add_argument("paper", choices=sorted(reproduce.PAPERS))
+    p.add_argument(
+        "--budget", help="shorten the protocol: epochs (30), or minutes (20m) turned into epochs by timing"
+    )
+    p.add_argument("--data", default="mnist", help="data set or file (default: mnist, the paper's)")
+    p.add_argument("--k", type=int, default=reproduce.BURDA_K, help="burda2015: importance samples")
+    p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/PAPER-TIME)")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("plot", help="a picture of a trained run, saved as PNG")
+    p.add_argument("kind", choices=sorted(PLOTS), help="; ".join(f"{k}: {v}" for k, v in PLOTS.items()))
+    p.add_argument("run", type=Path)
+    p.add_argument("--data", default="mnist", help="data set or file whose test split is used")
+    p.add_argument("--pair", type=int, nargs=2, default=(0, 1), metavar=("I", "J"), help="interpolate: rows")
+    p.add_argument("--steps", type=int, default=10, help="interpolate: decoded points (default: 10)")
+    p.add_argument("-n", type=int, default=5000, help="scatter: test examples shown (default: 5000)")
+    p.add_argument("-o", "--out", type=Path, help="PNG to write (default: RUN/KIND.png)")
 
     p = sub.add_parser("score", help="per-example anomaly scores (NLL, reconstruction error) as CSV")
     p.add_argument("run", type=Path)
@@ -198,39 +226,6 @@ def _labels(vae: VAE, y: Any, data: object) -> Any:
     if y is None:
         raise VaekitError(f"{data}: has no labels, but the model is conditional and needs them")
     return y
-
-
-def _sample_grid(vae: VAE, n: int, seed: int, label: int | None) -> Any:
-    """n samples as a picture: all of one label, or (conditional, no label) a row per class."""
-    shape = vae.image_shape_ or ()
-    if label is not None and not vae.conditional:
-        raise VaekitError("--label needs a conditional run (trained with --conditional)")
-    if vae.conditional and label is None:
-        per_class = max(1, n // vae.n_classes_)  # type: ignore[operator]
-        labels = np.repeat(np.arange(vae.n_classes_), per_class)  # type: ignore[arg-type]
-        return plots.image_grid(vae.sample(len(labels), seed=seed, y=labels), shape, per_class)
-    return plots.image_grid(vae.sample(n, seed=seed, y=label), shape, min(8, n))
-
-
-def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
-    """samples.png (a row of 8 per class if conditional), reconstructions.png, curves.png, manifold.png."""
-    if vae.image_shape_ is None:
-        return []
-    shape = vae.image_shape_
-    y32 = y_test[:32] if vae.conditional else None
-    written = [
-        plots.save_png(_sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None), run / "samples.png"),
-        plots.save_png(
-            plots.reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape),
-            run / "reconstructions.png",
-        ),
-    ]
-    if vae.latent_dim == 2 and not vae.conditional:
-        grid = vae.inverse_transform(plots.manifold_latents(20))
-        written.append(plots.save_png(plots.image_grid(grid, shape, 20), run / "manifold.png"))
-    if vae.history_:
-        written.append(plots.training_curves(vae.history_, run / "curves.png"))
-    return written
 
 
 # ---------------------------------------------------------------------------- commands
@@ -364,7 +359,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not writes:
         return 0
     vae.save(run)
-    pictures = write_pictures(vae, run, data.x_test.numpy(), y_test)
+    pictures = plots.write_pictures(vae, run, data.x_test.numpy(), y_test)
     final = vae.history_[-1]
     print(
         f"test ELBO {final['test_elbo']:.2f} nats per example "
@@ -388,7 +383,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _require_images(vae, args.run)
     if vae.conditional and vae.n_classes_ is None:
         raise VaekitError(f"{args.run}: conditioned on vectors, not labels; use the Python API to sample")
-    print(plots.save_png(_sample_grid(vae, args.n, args.seed, args.label), args.out))
+    print(plots.save_png(plots.sample_grid(vae, args.n, args.seed, args.label), args.out))
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
@@ -436,26 +431,15 @@ def _model_and_rows(args: argparse.Namespace) -> tuple[VAE, Any, Any]:
 def cmd_eval(args: argparse.Namespace) -> None:
     vae, x, y = _model_and_rows(args)
     cond = vae._cond(y, len(x))
-    terms = elbo_summary(vae.module_, x, cond, vae.samples, vae.estimator, vae.seed)
-    log_px = float(vae.score_samples(x, k=args.k, y=y).mean())
     result = {
         "data": str(args.data),
-        "n": len(x),
-        "k": args.k,
-        "elbo": terms["elbo"],
-        "recon": terms["recon"],
-        "kl": terms["kl"],
-        "log_px": log_px,
-        "bits_per_dim": -log_px / (x.shape[1] * math.log(2)),
-        **latent_usage(vae.module_, x, cond),
+        "binarization_seed": vae.seed + 2 if vae.binarize != "none" else None,
+        **evaluate(
+            vae.module_, x, args.k, vae.samples, vae.estimator, vae.seed, cond, progress=not args.quiet
+        ),
     }
     storage.write_json(args.run / "eval.json", result)
-    print(f"{'estimator':<28}{'nats per example':>18}")
-    print(f"{'ELBO (L=' + str(vae.samples) + ')':<28}{terms['elbo']:>18.2f}")
-    print(f"{'  reconstruction term':<28}{terms['recon']:>18.2f}")
-    print(f"{'  KL(q(z|x) || p(z))':<28}{terms['kl']:>18.2f}")
-    print(f"{'log p(x), k=' + str(args.k):<28}{log_px:>18.2f}")
-    print(f"bits/dim {result['bits_per_dim']:.4f}; {result['active_units']} of {vae.latent_dim} units active")
+    print(eval_table(result, vae.samples))
     print(f"{len(x)} test examples; written to {args.run / 'eval.json'}")
 
 
@@ -472,8 +456,48 @@ def cmd_score(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise VaekitError(f"--k must be positive, got {args.k}")
+    budget = reproduce.parse_budget(args.budget)
+    run = _prepare_run_folder(
+        args.out or Path("runs") / f"{args.paper}-{time.strftime('%Y%m%d-%H%M%S')}", args.overwrite
+    )
+    data = load_data(args.data)
+    extra = {"k": args.k} if args.paper == "burda2015" else {}
+    reproduce.PAPERS[args.paper](run, data, budget, progress=not args.quiet, **extra)
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    vae = VAE.load(args.run)
+    out = args.out or args.run / f"{args.kind}.png"
+    if args.kind == "curves":
+        path = plots.training_curves(storage.read_jsonl(args.run / METRICS), out)
+    elif args.kind == "manifold":
+        path = plots.save_png(plots.manifold_picture(vae, _require_images(vae, args.run)), out)
+    else:
+        x, y, _ = load_rows(args.data)
+        x = vae._eval_targets(vae._rows(x, str(args.data)), vae.seed + 2)
+        if args.kind == "scatter":
+            if args.n < 1:
+                raise VaekitError(f"-n must be positive, got {args.n}")
+            n = args.n
+            plots.latent_scatter(vae.transform(x[:n]), None if y is None else y[:n].numpy(), out)
+            path = out
+        else:
+            shape = _require_images(vae, args.run)
+            i, j = args.pair
+            if not (0 <= i < len(x) and 0 <= j < len(x)) or args.steps < 2:
+                raise VaekitError(f"--pair must index the {len(x)} test rows and --steps be at least 2")
+            strip = plots.interpolation(vae, x[i].numpy(), x[j].numpy(), args.steps)
+            path = plots.save_png(plots.image_grid(strip, shape, len(strip)), out)
+    print(path)
+
+
 COMMANDS = {
     "score": cmd_score,
+    "reproduce": cmd_reproduce,
+    "plot": cmd_plot,
     "eval": cmd_eval,
     "train": cmd_train,
     "sample": cmd_sample,

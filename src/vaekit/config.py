@@ -25,6 +25,7 @@ Objective = Literal["elbo", "iwae"]
 Arch = Literal["mlp", "conv"]
 Device = Literal["cpu", "cuda", "auto"]
 MAX_SEED = 2**62  # seeds (and seed + 2, used for held-out data) must fit torch's 64-bit generator
+LRSchedule = Literal["constant", "burda"]
 
 
 def _check_literals(cfg: object) -> None:
@@ -99,6 +100,8 @@ class TrainConfig:
     batch_size: int = 128  # M, examples per minibatch
     optimizer: Optimizer = "adam"  # the paper used Adagrad; Adam is the modern default
     lr: float = 1e-3  # learning rate
+    lr_schedule: LRSchedule = "constant"  # 'burda': 8 stages, lr * 10^(-i/7) for 3^i/3280 of the epochs
+    adam_eps: float = 1e-8  # Adam's epsilon (torch's default); Burda et al. (2015) used 1e-4
     weight_decay: float = 0.0  # L2 penalty, the paper's small Gaussian prior on parameters
     estimator: Estimator = "analytic"  # SGVB estimator B (analytic KL) or A ('mc', all Monte Carlo)
     samples: int = 1  # L, samples of z per data point
@@ -115,7 +118,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_literals(self)
-        _check_positive(self, "epochs", "batch_size", "lr", "samples")
+        _check_positive(self, "epochs", "batch_size", "lr", "samples", "adam_eps")
         if not 0 <= self.seed < MAX_SEED:
             raise VaekitError(f"seed must be in [0, 2**62), got {self.seed!r}")
         if self.checkpoint_every < 0:

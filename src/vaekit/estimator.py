@@ -21,6 +21,7 @@ from vaekit.config import (
     Binarize,
     Device,
     Estimator,
+    LRSchedule,
     ModelConfig,
     Objective,
     Optimizer,
@@ -72,6 +73,8 @@ class VAE:
         batch_size: int = T.batch_size,
         optimizer: Optimizer = T.optimizer,
         lr: float = T.lr,
+        lr_schedule: LRSchedule = T.lr_schedule,
+        adam_eps: float = T.adam_eps,
         weight_decay: float = T.weight_decay,
         estimator: Estimator = T.estimator,
         samples: int = T.samples,
@@ -97,6 +100,8 @@ class VAE:
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.lr = lr
+        self.lr_schedule = lr_schedule
+        self.adam_eps = adam_eps
         self.weight_decay = weight_decay
         self.estimator = estimator
         self.samples = samples
@@ -317,13 +322,18 @@ class VAE:
         return elbo_summary(module, x, self._cond(y, len(x)), self.samples, self.estimator, self.seed)["elbo"]
 
     def score_samples(
-        self, X: ArrayLike, k: int = 5000, seed: int = 0, y: ArrayLike | None = None
+        self, X: ArrayLike, k: int = 5000, seed: int = 0, y: ArrayLike | None = None, progress: bool = False
     ) -> np.ndarray:
-        """Importance-sampled log p(x) per example with k samples (Burda et al. 2015): ``(n,)`` nats."""
+        """Importance-sampled log p(x) per example with k samples (Burda et al. 2015): ``(n,)`` nats.
+
+        progress : show a progress bar over the examples (on stderr)
+        """
         module = self._check_fitted()
         _check_count(k, "k")
         x = self._rows(X)
-        return importance_log_likelihood(module, x, self._cond(y, len(x)), int(k), _check_seed(seed)).numpy()
+        return importance_log_likelihood(
+            module, x, self._cond(y, len(x)), int(k), _check_seed(seed), progress=progress
+        ).numpy()
 
     def elbo_terms(self, X: ArrayLike, y: ArrayLike | None = None) -> ELBOTerms:
         """Per-example ELBO terms (reconstruction and KL, nats) on X, without gradients."""

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from vaekit.networks import VAEModule
 from vaekit.objectives import elbo, gaussian_kl, log_weights
@@ -51,12 +52,14 @@ def importance_log_likelihood(
     k: int = 5000,
     seed: int = 0,
     chunk: int | None = None,
+    progress: bool = False,
 ) -> Tensor:
     """Importance-sampled log p(x) = log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): ``(n,)`` nats.
 
     Burda et al. (2015). Computed with a running log-sum-exp over chunks of
     samples so memory stays near ``chunk`` (examples x samples, default :data:`IMPORTANCE_CHUNK`
     for the module's device) whatever k and n are.
+    progress : show a progress bar over the examples (on stderr)
     """
     module.eval()
     device = module_device(module)
@@ -67,6 +70,7 @@ def importance_log_likelihood(
     rows = max(1, min(len(x), chunk // k))  # examples per pass
     per_pass = max(1, min(k, chunk // rows))  # samples per pass
     out = []
+    bar = tqdm(total=len(x), disable=not progress, unit="example", desc=f"log p(x), k={k}")
     for i in range(0, len(x), rows):
         xb = x[i : i + rows].to(device)
         yb = y[i : i + rows].to(device) if y is not None else None
@@ -75,6 +79,8 @@ def importance_log_likelihood(
             lw = log_weights(module, xb, yb, min(per_pass, k - j), generator)
             acc = torch.logaddexp(acc, torch.logsumexp(lw.double(), dim=0))
         out.append(acc - math.log(k))
+        bar.update(len(xb))
+    bar.close()
     return torch.cat(out).cpu()
 
 
@@ -136,3 +142,49 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
 def module_device(module: VAEModule) -> torch.device:
     """Where the module's weights are; data are moved there a chunk at a time."""
     return next(module.parameters()).device
+
+
+def evaluate(
+    module: VAEModule,
+    x: Tensor,
+    k: int = 5000,
+    samples: int = 1,
+    estimator: str = "analytic",
+    seed: int = 0,
+    y: Tensor | None = None,
+    progress: bool = False,
+) -> dict[str, object]:
+    """Everything ``vaekit eval`` reports on the rows of x ``(n, d)`` (conditions y), per example, in nats.
+
+    elbo, recon, kl (:func:`elbo_summary`), log_px (:func:`importance_log_likelihood`
+    with k samples, and its standard error over examples), bits_per_dim = -log_px / (d log 2),
+    active_units and kl_per_dim (:func:`latent_usage`).
+    """
+    terms = elbo_summary(module, x, y, samples, estimator, seed)
+    log_px = importance_log_likelihood(module, x, y, k, seed, progress=progress)
+    return {
+        "n": len(x),
+        "k": k,
+        **terms,
+        "log_px": float(log_px.mean()),
+        "log_px_sem": float(log_px.std() / math.sqrt(len(x))) if len(x) > 1 else 0.0,
+        "bits_per_dim": -float(log_px.mean()) / (x.shape[1] * math.log(2)),
+        **latent_usage(module, x, y),
+    }
+
+
+def eval_table(result: dict[str, object], samples: int = 1) -> str:
+    """The terminal table of an :func:`evaluate` result."""
+    rows = [
+        ("ELBO (L=" + str(samples) + ")", result["elbo"]),
+        ("  reconstruction term", result["recon"]),
+        ("  KL(q(z|x) || p(z))", result["kl"]),
+        ("log p(x), k=" + str(result["k"]), result["log_px"]),
+    ]
+    lines = [f"{'estimator':<28}{'nats per example':>18}"]
+    lines += [f"{name:<28}{value:>18.2f}" for name, value in rows]
+    lines.append(
+        f"bits/dim {result['bits_per_dim']:.4f}; {result['active_units']} of "
+        f"{len(result['kl_per_dim'])} units active"  # type: ignore[arg-type]
+    )
+    return "\n".join(lines)

@@ -1,16 +1,24 @@
-"""Pictures a user looks at: image grids, reconstructions, the 2-D manifold, training curves."""
+"""Pictures a user looks at: image grids, reconstructions, the 2-D manifold, interpolations,
+latent scatters, training curves and the lower-bound panels of Kingma & Welling's Figure 2."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from vaekit.errors import VaekitError
 from vaekit.storage import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from vaekit.estimator import VAE
 
 SCALE = 2  # each pixel drawn as SCALE x SCALE, so 28x28 digits are legible
 PAD = 2  # pixels between tiles
@@ -62,25 +70,150 @@ def manifold_latents(n: int = 20) -> torch.Tensor:
     return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
 
 
-def training_curves(history: Sequence[dict[str, float]], path: str | Path) -> Path:
-    """Train and test ELBO (nats) against epoch, from ``metrics.jsonl`` rows."""
+def manifold_picture(vae: VAE, image_shape: Sequence[int], n: int = 20) -> Image.Image:
+    """Decoder means over an n x n grid of a 2-D latent space (Kingma & Welling's Figure 4)."""
+    if vae.latent_dim != 2:
+        raise VaekitError(
+            f"the manifold picture needs a 2-D latent space; this model's is {vae.latent_dim}-D"
+        )
+    return image_grid(vae.inverse_transform(manifold_latents(n)), image_shape, n)
+
+
+def interpolation(vae: VAE, x_a: np.ndarray, x_b: np.ndarray, steps: int = 10) -> np.ndarray:
+    """Decoder means along the straight line between the posterior means of x_a and x_b ``(d,)``.
+
+    Returns ``(steps + 2, d)``: x_a, the decoded points z = (1 - t) mu_a + t mu_b for
+    ``steps`` evenly spaced t from 0 to 1, then x_b. The first and last decoded points
+    are the reconstructions of x_a and x_b.
+    """
+    mu = vae.transform(np.stack([x_a, x_b]))  # (2, J)
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    decoded = vae.inverse_transform((1 - t) * mu[0] + t * mu[1])  # (steps, d)
+    return np.concatenate([x_a[None], decoded, x_b[None]])
+
+
+def principal_components(z: np.ndarray, n: int = 2) -> np.ndarray:
+    """Projections ``(m, n)`` of the rows of z ``(m, J)`` on their first n principal axes (by SVD).
+
+    Each axis's sign is chosen so that its largest loading is positive.
+    """
+    centred = z - z.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    axes = vt[:n]  # (n, J), by decreasing variance
+    axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(1)])[:, None]
+    return centred @ axes.T
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    return plt
+
+
+def _save_figure(fig: Figure, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    _pyplot().close(fig)
+    atomic_write(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path) -> np.ndarray:
+    """Scatter of posterior means z ``(m, J)`` coloured by label; returns the plotted ``(m, 2)``.
+
+    A 2-D latent is drawn as it is; a larger one by its first two principal components.
+    """
+    if z.shape[1] < 2:
+        raise VaekitError(f"a scatter needs at least 2 latent dimensions; this model has {z.shape[1]}")
+    coords = z if z.shape[1] == 2 else principal_components(z, 2)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
+    points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
+    if labels is not None:
+        fig.colorbar(points, ax=ax, label="label")
+    names = ("z_1", "z_2") if z.shape[1] == 2 else ("principal component 1", "principal component 2")
+    ax.set_xlabel(f"{names[0]} of E_q[z|x]")
+    ax.set_ylabel(f"{names[1]} of E_q[z|x]")
+    fig.tight_layout()
+    _save_figure(fig, path)
+    return coords
+
+
+def curve_series(history: Sequence[Mapping[str, float]]) -> dict[str, tuple[list[float], list[float]]]:
+    """(epochs, ELBO values) per curve, 'train' and (when every row has it) 'test'."""
     epochs = [row["epoch"] for row in history]
-    for key, label in (("train_elbo", "train"), ("test_elbo", "test")):
-        if all(key in row for row in history):
-            ax.plot(epochs, [row[key] for row in history], marker="o", label=label)
+    return {
+        label: (epochs, [row[key] for row in history])
+        for key, label in (("train_elbo", "train"), ("test_elbo", "test"))
+        if all(key in row for row in history)
+    }
+
+
+def training_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """Train and test ELBO (nats) against epoch, from ``metrics.jsonl`` rows."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for label, (epochs, values) in curve_series(history).items():
+        ax.plot(epochs, values, marker="o", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (nats per example)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write(Path(path), buffer.getvalue())
-    return Path(path)
+    return _save_figure(fig, path)
+
+
+def lower_bound_panels(curves: Mapping[str, Mapping[str, list[float]]], path: str | Path) -> Path:
+    """Kingma & Welling's Figure 2: train and test lower bound against training samples evaluated.
+
+    curves : one entry per panel title (e.g. 'N_z = 3'), each with equally long lists
+        'samples' (training examples seen), 'train' and 'test' (ELBO, nats per example).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.2), dpi=120, squeeze=False)
+    for ax, (title, c) in zip(axes[0], curves.items(), strict=True):
+        ax.plot(c["samples"], c["train"], label="AEVB (train)", color="tab:red", marker=".")
+        ax.plot(c["samples"], c["test"], label="AEVB (test)", color="tab:red", linestyle="--", marker=".")
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("# training samples evaluated")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("lower bound (nats per example)")
+    axes[0][0].legend(loc="lower right")
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def sample_grid(vae: VAE, n: int, seed: int, label: int | None) -> Image.Image:
+    """n samples as a picture: all of one label, or (conditional, no label) a row per class."""
+    shape = vae.image_shape_ or ()
+    if label is not None and not vae.conditional:
+        raise VaekitError("--label needs a conditional run (trained with --conditional)")
+    if vae.conditional and label is None:
+        per_class = max(1, n // vae.n_classes_)  # type: ignore[operator]
+        labels = np.repeat(np.arange(vae.n_classes_), per_class)  # type: ignore[arg-type]
+        return image_grid(vae.sample(len(labels), seed=seed, y=labels), shape, per_class)
+    return image_grid(vae.sample(n, seed=seed, y=label), shape, min(8, n))
+
+
+def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
+    """samples.png (a row of 8 per class if conditional), reconstructions.png, curves.png, manifold.png."""
+    if vae.image_shape_ is None:
+        return []
+    shape = vae.image_shape_
+    y32 = y_test[:32] if vae.conditional else None
+    written = [
+        save_png(sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None), run / "samples.png"),
+        save_png(
+            reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape),
+            run / "reconstructions.png",
+        ),
+    ]
+    if vae.latent_dim == 2 and not vae.conditional:
+        written.append(save_png(manifold_picture(vae, shape), run / "manifold.png"))
+    if vae.history_:
+        written.append(training_curves(vae.history_, run / "curves.png"))
+    return written

@@ -59,6 +59,37 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line (e.g. an epoch's metrics) to ``path``, flushed and fsync'ed."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot be written ({e.strerror or e})") from e
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file such as ``metrics.jsonl``; a bad line is named by its number."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError as e:
+        raise VaekitError(f"{path}: no such file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise VaekitError(f"{path}: cannot be read ({e})") from e
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise VaekitError(f"{path}: line {number} is not JSON ({e.msg})") from e
+        if not isinstance(row, dict):
+            raise VaekitError(f"{path}: line {number} is not a JSON object")
+        rows.append(row)
+    return rows
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())

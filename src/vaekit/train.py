@@ -43,11 +43,39 @@ from vaekit.parallel import process_group, resolve_device, shard
 #: consecutive steps with a non-finite loss or gradient after which training stops
 MAX_BAD_STEPS = 20
 
+#: Burda et al. (2015): stage i = 0..7 lasts 3^i epochs (3280 in all) at learning rate lr * 10^(-i/7)
+BURDA_STAGES = 8
+BURDA_EPOCHS = (3**BURDA_STAGES - 1) // 2
+
 
 def make_optimizer(module: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (default) or Adagrad (the paper's) over all parameters of ``module``, fused implementation."""
-    cls = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}[config.optimizer]
-    return cls(module.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    """Adam (default, with ``config.adam_eps``) or Adagrad (the paper's) over all parameters, fused."""
+    params, lr, wd = module.parameters(), config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, eps=config.adam_eps, fused=True)
+    return torch.optim.Adagrad(params, lr=lr, weight_decay=wd, fused=True)
+
+
+def burda_stage(step: int, total_steps: int) -> int:
+    """The stage 0..7 of Burda et al.'s schedule that optimisation step ``step`` (0-based) falls in.
+
+    The 8 stages keep their 3^i : 3280 proportions of ``total_steps``, so a run of
+    3280 epochs holds stage i for exactly 3^i epochs and a shorter run is the same
+    schedule scaled down. Integer arithmetic: the boundaries are exact.
+    """
+    end = 0
+    for i in range(BURDA_STAGES):
+        end += 3**i
+        if step * BURDA_EPOCHS < end * total_steps:
+            return i
+    return BURDA_STAGES - 1
+
+
+def scheduled_lr(config: TrainConfig, step: int, total_steps: int | None) -> float:
+    """The learning rate of step ``step`` of ``total_steps`` (unknown outside ``fit``: no schedule)."""
+    if config.lr_schedule == "constant" or not total_steps:
+        return config.lr
+    return config.lr * 10 ** (-burda_stage(step, total_steps) / 7)
 
 
 class Objective(nn.Module):
@@ -81,6 +109,7 @@ class Trainer:
         self.optimizer = make_optimizer(module, config)
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0  # minibatch steps taken (a step with a non-finite loss leaves the weights as they were)
+        self.total_steps: int | None = None  # steps of the whole run, known once an epoch starts
         self.epoch = 0  # epochs completed
         self._bad_run = torch.zeros((), device=self.device)  # current run of non-finite steps
         self._worst_run = torch.zeros((), device=self.device)  # longest such run since the last check
@@ -135,6 +164,8 @@ class Trainer:
         bad = (~torch.isfinite(loss.detach() + grad_norm)).float()
         if self.world > 1:  # every process skips the step if any one's loss or gradient is not finite
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        for group in self.optimizer.param_groups:
+            group["lr"] = scheduled_lr(cfg, self.step, self.total_steps)
         self.optimizer.found_inf = bad  # type: ignore[attr-defined]  # the fused step skips itself if 1
         self.optimizer.step()
         self._bad_run = (self._bad_run + 1.0) * bad
@@ -192,6 +223,7 @@ class Trainer:
         y = y.to(self.device) if y is not None else None
         n_batches = -(-len(x) // self.config.batch_size)
         every = self.config.checkpoint_every
+        self.total_steps = n_batches * self.config.epochs
         bar = tqdm(
             self.batches(x, y),
             total=n_batches,
@@ -224,6 +256,7 @@ class Trainer:
             "train_elbo": (recon - kl) / seen,
             "train_recon": recon / seen,
             "train_kl": kl / seen,
+            "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - start,
         }
 

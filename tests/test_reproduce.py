@@ -1,0 +1,151 @@
+"""The papers' protocols: Burda et al.'s learning-rate schedule, budgets, and both reproductions end to end
+on a small subset (the full protocols take days; their measured results are in benchmarks/RESULTS.md)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaekit import VAE, VaekitError
+from vaekit.cli import main
+from vaekit.config import TrainConfig
+from vaekit.data import load_data
+from vaekit.reproduce import KINGMA_LATENTS, Budget, _epochs_within, kingma2013, parse_budget
+from vaekit.train import burda_stage, scheduled_lr
+
+#: Burda et al. (2015): stage i ends after 1 + 3 + ... + 3^i epochs, at learning rate 1e-3 * 10^(-i/7)
+STAGE_ENDS = [1, 4, 13, 40, 121, 364, 1093, 3280]
+STAGE_LRS = [1e-3, 7.1969e-4, 5.1795e-4, 3.7276e-4, 2.6827e-4, 1.9307e-4, 1.3895e-4, 1e-4]
+
+
+def test_burda_schedule_at_full_length_matches_the_paper_table():
+    config = TrainConfig(lr=1e-3, lr_schedule="burda", epochs=3280)
+    starts = [0, *STAGE_ENDS[:-1]]
+    for i, (start, end) in enumerate(zip(starts, STAGE_ENDS, strict=True)):
+        # one step per epoch: the first and last epoch of each stage
+        assert burda_stage(start, 3280) == burda_stage(end - 1, 3280) == i
+        assert scheduled_lr(config, end - 1, 3280) == pytest.approx(STAGE_LRS[i], rel=1e-4)
+    assert [burda_stage(e, 3280) for e in STAGE_ENDS[:-1]] == list(range(1, 8))  # the next stage starts
+    # a constant schedule, or a step outside a known run (partial_fit), keeps the base rate
+    assert scheduled_lr(TrainConfig(lr=0.3), 5000, 3280) == 0.3
+    assert scheduled_lr(config, 2000, None) == 1e-3
+
+
+def test_burda_schedule_scaled_to_a_budget_keeps_the_proportions():
+    total = 30 * 2000  # 30 epochs of 2000 steps
+    counts = np.bincount([burda_stage(s, total) for s in range(total)], minlength=8)
+    expected = total * np.array([3**i for i in range(8)]) / 3280
+    assert counts.sum() == total and np.abs(counts - expected).max() < 1
+
+
+def test_trainer_follows_the_schedule_step_by_step_and_uses_adam_eps():
+    config = TrainConfig(lr_schedule="burda", adam_eps=1e-4, epochs=2, batch_size=10)
+    vae = VAE(latent_dim=2, hidden=(8,), lr_schedule="burda", adam_eps=1e-4, epochs=2, batch_size=10)
+    vae._build(4, None)
+    trainer = vae.trainer_
+    assert trainer.optimizer.param_groups[0]["eps"] == 1e-4
+    seen, step = [], trainer.optimizer.step
+    trainer.optimizer.step = lambda: (seen.append(trainer.optimizer.param_groups[0]["lr"]), step())[1]
+    trainer.fit(torch.rand(40, 4).round())  # 2 epochs x 4 batches = 8 steps
+    assert seen == [scheduled_lr(config, s, 8) for s in range(8)]
+    assert seen[0] == 1e-3 and seen[-1] == pytest.approx(1e-4) and len(set(seen)) > 2
+    with pytest.raises(VaekitError, match="adam_eps"):
+        TrainConfig(adam_eps=0.0)
+
+
+@pytest.mark.parametrize(
+    "text, budget",
+    [
+        ("30", Budget(epochs=30)),
+        ("20m", Budget(minutes=20.0)),
+        ("1.5h", Budget(minutes=90.0)),
+        (None, Budget()),
+    ],
+)
+def test_parse_budget(text, budget):
+    assert parse_budget(text) == budget
+
+
+@pytest.mark.parametrize("text", ["0", "2.5", "abc", "m", "-3", "10 s"])
+def test_parse_budget_rejects(text):
+    with pytest.raises(VaekitError, match="--budget"):
+        parse_budget(text)
+
+
+def test_minutes_become_whole_epochs_after_the_fixed_cost():
+    assert _epochs_within(1.0, per_epoch=10.0, fixed=20.0, what="x") == 4
+    with pytest.raises(VaekitError, match="too short"):
+        _epochs_within(0.5, per_epoch=10.0, fixed=25.0, what="one epoch and the evaluation")
+
+
+def test_minute_budgets_are_timed_on_a_throwaway_model(mnist):
+    from vaekit.reproduce import BURDA_PARAMS, _seconds_per_epoch, _seconds_to_evaluate
+
+    x = mnist.x_train[:60]  # fewer rows than the timed steps need: they cycle
+    per_epoch = _seconds_per_epoch(BURDA_PARAMS, x, mnist.x_test[:30])
+    assert 0 < per_epoch < 60 and 0 < _seconds_to_evaluate(BURDA_PARAMS, mnist.x_test[:30], k=20) < 60
+
+
+def _reproduce(capsys, *argv):
+    assert main(["reproduce", *argv, "--quiet"]) == 0
+    return capsys.readouterr().out
+
+
+def test_burda2015_end_to_end_is_deterministic_and_agrees_with_vaekit_eval(tmp_path, mnist_subset, capsys):
+    args = ["burda2015", "--budget", "1", "--data", str(mnist_subset), "--k", "50"]
+    out = _reproduce(capsys, *args, "-o", str(tmp_path / "a"))
+    assert "SHORTENED: 1 of the paper's 3280 epochs" in out and "86.76" in out
+    run = tmp_path / "a"
+    record = json.loads((run / "reproduce.json").read_text())
+    result = json.loads((run / "eval.json").read_text())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert record["epochs"] == 1 and record["shortened"] and record["params"]["adam_eps"] == 1e-4
+    assert sum(record["stage_epochs"]) == pytest.approx(1, abs=1e-3)
+    assert [r["epoch"] for r in rows] == [1] and rows[-1]["lr"] == pytest.approx(1e-4)
+    assert result["n"] == 200 and result["k"] == 50 and result["binarization_seed"] == 2
+    assert record["test_nll"] == pytest.approx(-result["log_px"]) and f"{-result['log_px']:.2f}" in out
+    assert result["elbo"] < result["log_px"] < 0
+    config = json.loads((run / "config.json").read_text())["params"]
+    assert config["hidden"] == [200, 200] and config["latent_dim"] == 50 and config["batch_size"] == 20
+    # the same budget and seed give the same number
+    _reproduce(capsys, *args, "-o", str(tmp_path / "b"))
+    assert json.loads((tmp_path / "b" / "eval.json").read_text())["log_px"] == result["log_px"]
+    # vaekit eval on the saved model measures the same thing
+    assert main(["eval", str(run), "--data", str(mnist_subset), "--k", "50", "--quiet"]) == 0
+    assert json.loads((run / "eval.json").read_text())["log_px"] == pytest.approx(result["log_px"], abs=1e-4)
+    assert VAE.load(run).lr_schedule == "burda"
+
+
+def test_kingma2013_draws_figure_2_from_its_runs(tmp_path, mnist_subset):
+    """Two of the five latent sizes (KINGMA_LATENTS), two epochs each, on 1000 digits."""
+    run = tmp_path / "k"
+    lines = []
+    curves = kingma2013(
+        run, load_data(mnist_subset), Budget(epochs=2), latents=(3, 20), progress=False, echo=lines.append
+    )
+    assert KINGMA_LATENTS == (3, 5, 10, 20, 200) and any("SHORTENED" in line for line in lines)
+    assert json.loads((run / "figure2.json").read_text()) == curves and list(curves) == [
+        "N_z = 3",
+        "N_z = 20",
+    ]
+    for j in (3, 20):
+        rows = [json.loads(line) for line in (run / f"latent-{j}" / "metrics.jsonl").read_text().splitlines()]
+        c = curves[f"N_z = {j}"]
+        assert c["samples"] == [1000, 2000]
+        assert c["train"] == [r["train_bound"] for r in rows] and c["test"] == [r["test_elbo"] for r in rows]
+        assert c["test"][1] > c["test"][0] and c["train"][1] > c["train"][0]  # it learns
+        config = json.loads((run / f"latent-{j}" / "config.json").read_text())["params"]
+        assert (
+            config["latent_dim"] == j and config["optimizer"] == "adagrad" and config["weight_decay"] == 1e-3
+        )
+    with Image.open(run / "figure2.png") as im:
+        assert im.width > 1.5 * im.height  # two panels side by side
+
+
+def test_reproduce_bad_budget_is_one_line_and_creates_nothing(tmp_path, capsys):
+    assert main(["reproduce", "burda2015", "--budget", "soon", "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vaekit: error: --budget") and "\n" not in err
+    assert not (tmp_path / "r").exists()
