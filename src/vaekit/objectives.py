@@ -127,15 +127,10 @@ def log_weights(
     return log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)
 
 
-def iwae_bound(
-    module: VAEModule,
-    x: Tensor,
-    y: Tensor | None = None,
-    k: int = 1,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """log (1/k) sum_i p(x, z_i) / q(z_i|x): ``(n,)`` nats (Burda et al. 2015); k = 1 is the ELBO."""
-    return torch.logsumexp(log_weights(module, x, y, k, generator), dim=0) - math.log(k)
+def iwae_bound(log_w: Tensor) -> Tensor:
+    """log (1/k) sum_i p(x, z_i) / q(z_i|x) from the log-weights ``(k, n)`` of :func:`log_weights`:
+    ``(n,)`` nats (Burda et al. 2015); k = 1 is the ELBO."""
+    return torch.logsumexp(log_w, dim=0) - math.log(len(log_w))
 
 
 def beta_at(step: int, beta: float, warmup_steps: int) -> float:
@@ -183,6 +178,6 @@ def training_loss(
     kl_per_dim = gaussian_kl(mu, logvar)  # (m, J)
     terms = ELBOTerms(recon=log_px_z.mean(0), kl=kl_per_dim.sum(-1))
     if config.objective == "iwae":
-        lw = log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)  # (k, m)
-        return -(torch.logsumexp(lw, dim=0) - math.log(config.samples)).mean(), terms
+        log_w = log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)  # (k, m)
+        return -iwae_bound(log_w).mean(), terms
     return beta * free_bits_kl(kl_per_dim, config.free_bits) - terms.recon.mean(), terms
