@@ -293,3 +293,14 @@ def test_resume_on_changed_data_is_refused(tmp_path, interrupted, capsys):
     err = _one_line_error(capsys, ["train", "--resume", str(run), "--quiet"])
     assert "changed.npz: the training data changed since the run" in err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_fit_creates_its_checkpoint_folder_or_says_why_it_cannot(tmp_path):
+    x = np.random.default_rng(0).random((40, 6)).astype(np.float32)
+    run = tmp_path / "new" / "run"
+    VAE(latent_dim=2, hidden=(8,), epochs=1, batch_size=8).fit(x, checkpoint_dir=run)
+    assert (run / CHECKPOINT).is_file() and (run / storage.CONFIG).is_file()
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(VaekitError, match=r"file/run: cannot create the folder"):
+        VAE(latent_dim=2, hidden=(8,), epochs=1).fit(x, checkpoint_dir=tmp_path / "file" / "run")
+    assert (tmp_path / "file").read_text() == "not a folder"
