@@ -9,6 +9,7 @@ from PIL import Image
 
 from vaekit import VAE, VaekitError
 from vaekit.cli import main
+from vaekit.config import CONDITIONAL_LATENT_DIM
 
 
 def _nearest_class_mean(x, labels):
@@ -81,7 +82,8 @@ def test_cli_conditional_run(tmp_path, mnist, capsys):
     run = tmp_path / "run"
     argv = ["train", "--data", str(data), "--conditional", "--epochs", "1", "--hidden", "32", "--quiet"]
     assert main([*argv, "-o", str(run)]) == 0
-    assert json.loads((run / "config.json").read_text())["n_classes"] == 10
+    config = json.loads((run / "config.json").read_text())
+    assert config["n_classes"] == 10 and config["params"]["latent_dim"] == CONDITIONAL_LATENT_DIM != 20
     with Image.open(run / "samples.png") as im:  # one row of 8 per class (plots.SCALE = 2, PAD = 2)
         assert (im.width, im.height) == ((8 * (28 + 2) + 2) * 2, (10 * (28 + 2) + 2) * 2)
     assert main(["sample", str(run), "--label", "7", "-n", "16", "-o", str(tmp_path / "s.png")]) == 0

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from vaekit import checkpoint, parallel, plots, reproduce, storage
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config import CONDITIONAL_LATENT_DIM, ModelConfig, TrainConfig
 from vaekit.data import DATASETS, load_data, load_rows
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
@@ -93,7 +93,8 @@ def _add_hyperparameters(p: argparse.ArgumentParser) -> None:
         dest="conditional",
         action="store_const",
         const=True,
-        help="condition encoder and decoder on the data set's labels (default: False)",
+        help="condition encoder and decoder on the data set's labels (default: False; "
+        f"then --latent-dim defaults to {CONDITIONAL_LATENT_DIM})",
     )
     add("--binarize", "binarize", "Bernoulli targets", choices=["none", "static", "dynamic"])
     add("--seed", "seed", "random seed", type=int)
@@ -290,6 +291,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         storage.check_writable(run)
     else:
         params = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+        if params.get("conditional"):
+            params.setdefault("latent_dim", CONDITIONAL_LATENT_DIM)
         resize = list(args.resize) if args.resize else None
         source = {"data": _data_spec(args.data or "mnist"), "resize": resize}
     params["verbose"] = not args.quiet

@@ -28,6 +28,12 @@ MAX_SEED = 2**62  # seeds (and seed + 2, used for held-out data) must fit torch'
 LRSchedule = Literal["constant", "burda"]
 
 
+#: latent size of `vaekit train --conditional` when --latent-dim is not given. With the label given
+#: to both networks, a small z leaves the class to y: on MNIST (10 epochs, 784-400-J) 96% of prior
+#: samples for label c were classified as c with J = 4, 75% with J = 20 (benchmarks/conditional_accuracy.py).
+CONDITIONAL_LATENT_DIM = 4
+
+
 def _check_literals(cfg: object) -> None:
     """Reject a value of the wrong type or outside its field's ``Literal`` choices, naming the field."""
     hints = typing.get_type_hints(type(cfg))
