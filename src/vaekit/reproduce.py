@@ -105,14 +105,14 @@ def _epochs_within(minutes: float, per_epoch: float, fixed: float, what: str) ->
 def _fit_into(
     run: Path, vae: VAE, data: Data, echo: Echo, extra: Callable[[VAE], dict[str, float]] | None = None
 ) -> None:
-    """Train vae on data, appending each epoch's metrics (and ``extra``'s) to run/metrics.jsonl;
-    then save the model and its pictures there."""
+    """Train vae on data, writing the metrics of the epochs so far (and ``extra``'s) to
+    run/metrics.jsonl after each epoch; then save the model and its pictures there."""
     run.mkdir(parents=True, exist_ok=True)
     (run / METRICS).unlink(missing_ok=True)
 
     def log_epoch(row: dict[str, float]) -> None:
-        row.update(extra(vae) if extra is not None else {})
-        storage.append_jsonl(run / METRICS, row)
+        row.update(extra(vae) if extra is not None else {})  # row is the last of vae.history_
+        storage.write_jsonl(run / METRICS, vae.history_)
         echo(
             f"epoch {int(row['epoch'])}/{vae.epochs}: train ELBO {row['train_elbo']:.2f}, "
             f"test ELBO {row['test_elbo']:.2f} nats (lr {row['lr']:.2e}, {row['seconds']:.1f} s)"

@@ -59,17 +59,6 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line (e.g. an epoch's metrics) to ``path``, flushed and fsync'ed."""
-    try:
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise VaekitError(f"{path}: cannot be written ({e.strerror or e})") from e
-
-
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The rows of a JSON-lines file such as ``metrics.jsonl``; a bad line is named by its number."""
     try:
