@@ -100,6 +100,10 @@ def test_bad_inputs_get_one_line_and_exit_2(tmp_path, capsys, run):
     assert "[0, 1]" in _err(capsys, [*train, str(big)])
     assert "shape" in _err(capsys, [*train, str(flat)])
     assert str(pickled) in _err(capsys, [*train, str(pickled)])
+    assert not (tmp_path / "new").exists()  # the failed runs left no empty run folder behind
+    (tmp_path / "mine").mkdir()  # but a folder the user made stays
+    assert "NaN" in _err(capsys, ["train", "--quiet", "-o", str(tmp_path / "mine"), "--data", str(nan)])
+    assert (tmp_path / "mine").is_dir()
     # an existing run folder is refused and left exactly as it was
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     assert "--overwrite" in _err(capsys, ["train", "--quiet", "-o", str(run)])

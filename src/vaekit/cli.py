@@ -284,6 +284,12 @@ def _is_size(value: object) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)
 
 
+def _discard_if_empty(run: Path, created: bool) -> None:
+    """Remove the run folder this command created if a failure left nothing in it."""
+    if created and run.is_dir() and not any(run.iterdir()):
+        run.rmdir()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     names = [f.name for f in (*fields(ModelConfig), *fields(TrainConfig))]
     if args.resume is not None:
@@ -302,20 +308,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     writes = parallel.rank() == 0  # under torchrun only rank 0 prints and writes the run folder
     if args.resume is not None and parallel.world_size() > 1:
         raise VaekitError(f"{run}: --resume is for single-process runs; resume without torchrun")
+    created = False  # whether this command made the run folder (removed again if the data fail)
     if args.resume is None:
         name = Path(source["data"]).stem
         run = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if writes:
+            created = not run.exists()
             _prepare_run_folder(run, args.overwrite)
-    resize = tuple(source["resize"]) if source["resize"] else None
-    data = load_data(source["data"], resize=resize, seed=vae.seed)  # type: ignore[arg-type]
-    digest = hashlib.sha256(data.x_train.numpy().tobytes()).hexdigest()
-    if source.setdefault("sha256", digest) != digest:
-        raise VaekitError(
-            f"{source['data']}: the training data changed since the run in {run} started "
-            "(their SHA-256 differs); resume with the same data, or start a new run"
-        )
-    y_train, y_test = _labels(vae, data.y_train, source["data"]), _labels(vae, data.y_test, source["data"])
+    try:
+        resize = tuple(source["resize"]) if source["resize"] else None
+        data = load_data(source["data"], resize=resize, seed=vae.seed)  # type: ignore[arg-type]
+        digest = hashlib.sha256(data.x_train.numpy().tobytes()).hexdigest()
+        if source.setdefault("sha256", digest) != digest:
+            raise VaekitError(
+                f"{source['data']}: the training data changed since the run in {run} started "
+                "(their SHA-256 differs); resume with the same data, or start a new run"
+            )
+        y_train = _labels(vae, data.y_train, source["data"])
+        y_test = _labels(vae, data.y_test, source["data"])
+    except VaekitError:
+        _discard_if_empty(run, created)
+        raise
     if writes:
         print(data.describe())
 
@@ -358,6 +371,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except VaekitError as e:
         if _mtime(ckpt) != written_before:  # this run wrote a checkpoint, so there is progress to resume
             raise VaekitError(f"{e}; the last checkpoint is kept: vaekit train --resume {run}") from e
+        _discard_if_empty(run, created)
         raise
     if not writes:
         return 0
