@@ -206,10 +206,7 @@ def _prepare_run_folder(out: Path, overwrite: bool) -> Path:
         raise VaekitError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise VaekitError(f"{out}: run folder exists and is not empty; pass --overwrite to reuse it")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VaekitError(f"{out}: cannot create the run folder ({e.strerror or e})") from e
+    storage.make_folder(out, "run folder")
     storage.check_writable(out)
     return out
 

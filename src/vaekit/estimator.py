@@ -263,11 +263,7 @@ class VAE:
             if resume and path.exists():
                 self.history_ = checkpoint.load(path, self.trainer_, self._record())
             elif not resume:
-                try:
-                    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-                except OSError as e:
-                    problem = e.strerror or e
-                    raise VaekitError(f"{checkpoint_dir}: cannot create the folder ({problem})") from e
+                storage.make_folder(Path(checkpoint_dir))
                 storage.write_json(Path(checkpoint_dir) / storage.CONFIG, self._record())
 
             def save() -> None:

@@ -43,6 +43,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise VaekitError(f"{path}: cannot be written ({e.strerror or e})") from e
 
 
+def make_folder(folder: Path, what: str = "folder") -> None:
+    """Create ``folder`` and its parents if missing; one-line VaekitError naming it if that fails."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VaekitError(f"{folder}: cannot create the {what} ({e.strerror or e})") from e
+
+
 def check_writable(folder: Path) -> None:
     """Write, fsync and remove a probe file in ``folder``: catches read-only folders, file
     systems and a full disk before any work is done (permission bits alone do not, e.g. for root)."""
