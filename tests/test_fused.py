@@ -3,10 +3,12 @@
 import pytest
 import torch
 
+from vaekit import VaekitError
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.fused import elbo_step, supports
 from vaekit.networks import VAEModule
 from vaekit.objectives import elbo
+from vaekit.train import Trainer
 
 
 def _module(hidden, activation, latent_dim=3, likelihood="bernoulli", seed=0):
@@ -59,3 +61,32 @@ def test_used_only_where_it_computes_the_same(model, train, expected):
     assert (
         supports(_module(**{"hidden": (4,), "activation": "relu", **model}), TrainConfig(**train)) is expected
     )
+
+
+def test_the_trainer_keeps_every_parameter_and_gradient_in_one_buffer():
+    torch.manual_seed(0)
+    module = _module((16,), "relu")
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = Trainer(module, TrainConfig(batch_size=7))
+    theta = trainer.flat.theta
+    assert theta.numel() == sum(p.numel() for p in module.parameters())
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())  # values kept
+    x = torch.rand(7, 12, generator=torch.Generator().manual_seed(1))
+    module.zero_grad()  # set_to_none: the trainer must re-attach its gradient views
+    trainer.train_step(x)
+    offset = 0
+    for p in module.parameters():
+        n = p.numel()
+        assert torch.equal(p.detach().reshape(-1), theta.detach()[offset : offset + n])
+        assert torch.equal(p.grad.reshape(-1), theta.grad[offset : offset + n])
+        offset += n
+    assert not torch.equal(before["decoder.out.weight"], module.decoder.out.weight)  # the step reached it
+    assert float(theta.grad.abs().sum()) > 0
+
+
+def test_a_model_moved_after_training_started_is_an_error_not_a_silent_no_op():
+    module = _module((4,), "tanh")
+    trainer = Trainer(module, TrainConfig(batch_size=2))
+    module.double()  # replaces every parameter's tensor
+    with pytest.raises(VaekitError, match=r"parameters were replaced after training started"):
+        trainer.train_step(torch.rand(2, 12, dtype=torch.float64))

@@ -61,11 +61,11 @@ def test_a_non_finite_step_leaves_the_weights_and_repeated_ones_stop_training(mn
     x = mnist.x_train[:10]
     trainer.train_step(x)
     before = [p.detach().clone() for p in trainer.module.parameters()]
-    adam_step = float(trainer.optimizer.state[next(trainer.module.parameters())]["step"])
+    adam_step = float(trainer.optimizer.state[trainer.flat.theta]["step"])
     trainer.train_step(torch.full_like(x, float("nan")))
     for a, b in zip(trainer.module.parameters(), before, strict=True):
         assert torch.equal(a, b)
-    assert float(trainer.optimizer.state[next(trainer.module.parameters())]["step"]) == adam_step
+    assert float(trainer.optimizer.state[trainer.flat.theta]["step"]) == adam_step
     trainer.train_step(x)
     assert not torch.equal(next(trainer.module.parameters()), before[0])
     with pytest.raises(VaekitError, match=f"not finite for {MAX_BAD_STEPS} steps"):

@@ -23,7 +23,7 @@ from vaekit.train import Trainer
 
 CHECKPOINT = "checkpoint.safetensors"
 #: bumped whenever the layout changes; a checkpoint of another format is refused, not guessed at
-FORMAT = 1
+FORMAT = 2  # 2: the optimiser state of the flat parameter buffer (vaekit.flat)
 #: settings that may differ between a checkpoint and the run resuming it: they do not change any number
 RESUMABLE_CHANGES = ("checkpoint_every", "verbose")
 

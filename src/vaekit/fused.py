@@ -81,6 +81,19 @@ def _forward(linears: list[nn.Linear], h: Tensor, relu: bool) -> list[Tensor]:
     return outs
 
 
+def _grad(p: nn.Parameter) -> Tensor:
+    """Where p's gradient is written: ``p.grad`` (the trainer's view of its flat buffer), made if None."""
+    if p.grad is None:
+        p.grad = torch.empty_like(p)
+    return p.grad
+
+
+def _linear_grads(lin: nn.Linear, pre: Tensor, inp: Tensor) -> None:
+    """dW = pre^T inp ``(out, in)``, db = sum_n pre ``(out,)``, written in place into the gradients."""
+    torch.mm(pre.t(), inp, out=_grad(lin.weight))
+    torch.sum(pre, 0, out=_grad(lin.bias))
+
+
 def _backward(
     linears: list[nn.Linear], outs: list[Tensor], grad: Tensor, relu: bool, need_input: bool
 ) -> Tensor:
@@ -88,8 +101,7 @@ def _backward(
     for i in range(len(linears) - 1, -1, -1):
         lin = linears[i]
         pre = _act_grad(grad, outs[i + 1], relu)
-        lin.weight.grad = pre.t() @ outs[i]
-        lin.bias.grad = pre.sum(0)
+        _linear_grads(lin, pre, outs[i])
         if i or need_input:
             grad = pre @ lin.weight
     return grad
@@ -100,8 +112,8 @@ def elbo_step(
     module: VAEModule, x: Tensor, eps: Tensor, beta: float, scale: float = 1.0
 ) -> tuple[ELBOTerms, Tensor]:
     """Terms (recon, kl per example, nats) and the scaled loss for x ``(n, d)`` and eps ``(L, n, J)``;
-    sets ``p.grad`` of every parameter to the loss's gradient (as ``loss.backward()`` after
-    ``zero_grad(set_to_none=True)`` would)."""
+    writes the loss's gradient into ``p.grad`` of every parameter (in place where it exists, as the
+    trainer's flat gradient buffer needs; as ``loss.backward()`` after ``zero_grad()`` would)."""
     enc, dec = _linears(module.encoder.trunk), _linears(module.decoder.trunk)
     assert enc is not None and dec is not None
     relu = any(type(m) is nn.ReLU for m in (*module.encoder.trunk, *module.decoder.trunk))
@@ -122,16 +134,14 @@ def elbo_step(
     c = scale / n
     # d loss / d logits = -(c / L) (x - sigmoid(logits)): Bernoulli log p = x l - softplus(l)
     dlogits = torch.sigmoid(logits).view(L, n, -1).sub_(x).mul_(c / L).view(L * n, -1)
-    out.weight.grad = dlogits.t() @ gs[-1]
-    out.bias.grad = dlogits.sum(0)
+    _linear_grads(out, dlogits, gs[-1])
     dz = _backward(dec, gs, dlogits @ out.weight, relu, need_input=True).view(L, n, J)
     dmu = dz.sum(0) + (beta * c) * mu  # d kl / d mu = mu
     # d z / d logvar = eps * std / 2; d kl / d logvar = (exp(logvar) - 1) / 2; clamp passes inside its range
     dlogvar = (dz * eps).sum(0) * (0.5 * std) + (0.5 * beta * c) * (torch.exp(logvar) - 1)
     dlogvar *= (raw >= LOGVAR_RANGE[0]) & (raw <= LOGVAR_RANGE[1])
-    for head, g in ((module.encoder.mu, dmu), (module.encoder.logvar, dlogvar)):
-        head.weight.grad = g.t() @ h
-        head.bias.grad = g.sum(0)
+    _linear_grads(module.encoder.mu, dmu, h)
+    _linear_grads(module.encoder.logvar, dlogvar, h)
     dh = dmu @ module.encoder.mu.weight + dlogvar @ module.encoder.logvar.weight
     _backward(enc, hs, dh, relu, need_input=False)
     return ELBOTerms(recon, kl), loss

@@ -99,12 +99,13 @@ def read_json(path: Path) -> Any:
 def save_tensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
-    """Write tensors (made contiguous, on the CPU) as a safetensors file, atomically.
+    """Write tensors (copied to contiguous CPU memory of their own) as a safetensors file, atomically.
 
     A floating-point tensor holding NaN or infinity is refused (VaekitError) and
     nothing is written, so a diverged model never replaces a good file.
     """
-    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    # a copy each: a trainer's parameters are views of one buffer, which safetensors refuses to save
+    cpu = {k: v.detach().to('cpu', copy=True, memory_format=torch.contiguous_format) for k, v in tensors.items()}
     for name, value in cpu.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise VaekitError(f"{path}: not written: {name} holds NaN or infinite values")

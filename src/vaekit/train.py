@@ -36,6 +36,7 @@ from vaekit import fused
 from vaekit.config import TrainConfig
 from vaekit.data import binarize
 from vaekit.errors import VaekitError
+from vaekit.flat import FlatParameters
 from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, beta_at, training_loss
 from vaekit.parallel import process_group, resolve_device, shard
@@ -48,9 +49,9 @@ BURDA_STAGES = 8
 BURDA_EPOCHS = (3**BURDA_STAGES - 1) // 2
 
 
-def make_optimizer(module: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (default, with ``config.adam_eps``) or Adagrad (the paper's) over all parameters, fused."""
-    params, lr, wd = module.parameters(), config.lr, config.weight_decay
+def make_optimizer(params: list[Tensor], config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (default, with ``config.adam_eps``) or Adagrad (the paper's) over ``params``, fused."""
+    lr, wd = config.lr, config.weight_decay
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd, eps=config.adam_eps, fused=True)
     return torch.optim.Adagrad(params, lr=lr, weight_decay=wd, fused=True)
@@ -106,7 +107,9 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.rank, self.world = process_group(self.device)
         self.module, self.config = module.to(self.device), config
-        self.optimizer = make_optimizer(module, config)
+        # every parameter a view of one buffer: one optimiser kernel and one finiteness check per step
+        self.flat = FlatParameters(module)
+        self.optimizer = make_optimizer([self.flat.theta], config)
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.step = 0  # minibatch steps taken (a step with a non-finite loss leaves the weights as they were)
         self.total_steps: int | None = None  # steps of the whole run, known once an epoch starts
@@ -149,6 +152,7 @@ class Trainer:
         y = y[rows] if y is not None else None
         self.module.train()
         scale = len(x) * self.world / m  # makes DDP's mean over processes the global batch mean
+        self.flat.attach_grads()
         if self.fused:
             beta = beta_at(self.step, cfg.beta, cfg.warmup_steps)
             terms, loss = fused.elbo_step(self.module, x, eps, beta, scale)
@@ -157,11 +161,10 @@ class Trainer:
             terms = ELBOTerms(recon, kl)
             # an empty shard (a global batch smaller than the world) contributes a zero gradient
             loss = loss * scale if len(x) else recon.sum() * 0.0
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
-        bad = (~torch.isfinite(loss.detach() + grad_norm)).float()
+            self.flat.theta.grad.zero_()
+            loss.backward()  # accumulates into the views of theta.grad
+        # a sum holding NaN or inf is not finite: one reduction checks every gradient
+        bad = (~torch.isfinite(loss.detach() + self.flat.theta.grad.sum())).float()
         if self.world > 1:  # every process skips the step if any one's loss or gradient is not finite
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         for group in self.optimizer.param_groups:
