@@ -12,7 +12,7 @@ optimiser is built on ``[theta]`` and updates every parameter in place with one 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from vaekit.errors import VaekitError
 
@@ -31,8 +31,9 @@ class FlatParameters:
         sizes = [p.numel() for p in self.params]
         self.theta = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in self.params]))
         self.theta.grad = torch.zeros_like(self.theta)
-        self._data = [d.view_as(p) for d, p in zip(self.theta.detach().split(sizes), self.params, strict=True)]
-        self._grads = [g.view_as(p) for g, p in zip(self.theta.grad.split(sizes), self.params, strict=True)]
+        data, grads = self.theta.detach().split(sizes), self.theta.grad.split(sizes)
+        self._data = [d.view_as(p) for d, p in zip(data, self.params, strict=True)]
+        self._grads = [g.view_as(p) for g, p in zip(grads, self.params, strict=True)]
         for p, data in zip(self.params, self._data, strict=True):
             p.data = data
         self.attach_grads()

@@ -105,7 +105,9 @@ def save_tensors(
     nothing is written, so a diverged model never replaces a good file.
     """
     # a copy each: a trainer's parameters are views of one buffer, which safetensors refuses to save
-    cpu = {k: v.detach().to('cpu', copy=True, memory_format=torch.contiguous_format) for k, v in tensors.items()}
+    cpu = {
+        k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format) for k, v in tensors.items()
+    }
     for name, value in cpu.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise VaekitError(f"{path}: not written: {name} holds NaN or infinite values")
