@@ -6,8 +6,9 @@ Each epoch permutes the training rows once and gathers each minibatch by index
 
 Why it is fast (benchmarks/run.py measures it): for the common MLP/Bernoulli/analytic-KL
 model the gradients come from the hand-derived backward pass of :mod:`vaekit.fused` (no
-autograd graph: small batches are dominated by per-operation overhead); the optimiser is
-torch's fused Adam/Adagrad (one kernel for all parameters instead of ~10 per tensor); the epoch's
+autograd graph: small batches are dominated by per-operation overhead); the parameters and
+their gradients are views of one flat buffer (:mod:`vaekit.flat`), so the optimiser is one
+kernel of torch's fused Adam/Adagrad over one tensor and the finiteness check one reduction; the epoch's
 metrics are summed on the device and read once per epoch; a step whose loss is not
 finite is skipped on the device (the fused optimiser's ``found_inf``), so an epoch
 on a GPU makes no host synchronisation (except the running ELBO of ``verbose``).
