@@ -256,3 +256,27 @@ def test_cli_commands_refuse_bad_runs_and_values(workspace, tmp_path_factory, co
     assert code == 2, err
     assert err.startswith("vaekit: error:") and "\n" not in err
     assert _digest(root) == before and not out.exists()
+
+
+@pytest.mark.parametrize("value", ["-2", "0", "1.5"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reconstruct", "RUN", "--data", "mnist", "-n", "V", "-o", "OUT"],
+        ["sample", "RUN", "-n", "V", "-o", "OUT"],
+        ["eval", "RUN", "-n", "V"],
+        ["eval", "RUN", "--k", "V"],
+        ["score", "RUN", "--data", "mnist", "-n", "V", "-o", "OUT"],
+        ["score", "RUN", "--data", "mnist", "--k", "V", "-o", "OUT"],
+        ["plot", "scatter", "RUN", "-n", "V", "-o", "OUT"],
+    ],
+)
+def test_every_count_flag_refuses_what_is_not_a_positive_integer(workspace, tmp_path, args, value):
+    """Found by hypothesis: `reconstruct -n -2` drew all but the last two rows and exited 0."""
+    root, _ = workspace
+    before = _digest(root)
+    out = tmp_path / "out.png"
+    code, err = _run_cli([{"RUN": str(root / "run"), "V": value, "OUT": str(out)}.get(a, a) for a in args])
+    assert code == 2, err
+    assert err.startswith("vaekit: error:") and "positive integer" in err and "\n" not in err
+    assert _digest(root) == before and not out.exists()

@@ -48,6 +48,17 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _count(text: str) -> int:
+    """A positive integer (-n, --k): 0, negatives and non-integers are refused while parsing."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _hidden(text: str) -> tuple[int, ...]:
     """'400' or '200,200' -> (400,) or (200, 200); '' for none."""
     try:
@@ -135,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path)
     p.add_argument(
         "-n",
-        type=int,
+        type=_count,
         default=64,
         help="number of samples; a conditional run without --label draws "
         "one row per class of n // classes each (default: 64)",
@@ -147,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="picture of inputs above their reconstructions")
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file")
-    p.add_argument("-n", type=int, default=32, help="number of inputs shown (default: 32)")
+    p.add_argument("-n", type=_count, default=32, help="number of inputs shown (default: 32)")
     p.add_argument("-o", "--out", type=Path, default=Path("reconstructions.png"))
 
     p = sub.add_parser("encode", help="posterior means of data, saved as .npy")
@@ -158,8 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="test ELBO and importance-sampled log p(x); writes eval.json")
     p.add_argument("run", type=Path)
     p.add_argument("--data", default="mnist", help="data set or file; its test split is used")
-    p.add_argument("--k", type=int, default=5000, help="importance samples per example (default: 5000)")
-    p.add_argument("-n", type=int, help="evaluate only the first n test examples")
+    p.add_argument("--k", type=_count, default=5000, help="importance samples per example (default: 5000)")
+    p.add_argument("-n", type=_count, help="evaluate only the first n test examples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("reproduce", help="rerun a paper's MNIST experiment into a run folder")
@@ -168,7 +179,7 @@ def _parser() -> argparse.ArgumentParser:
         "--budget", help="shorten the protocol: epochs (30), or minutes (20m) turned into epochs by timing"
     )
     p.add_argument("--data", default="mnist", help="data set or file (default: mnist, the paper's)")
-    p.add_argument("--k", type=int, default=reproduce.BURDA_K, help="burda2015: importance samples")
+    p.add_argument("--k", type=_count, default=reproduce.BURDA_K, help="burda2015: importance samples")
     p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/PAPER-TIME)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -179,14 +190,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="mnist", help="data set or file whose test split is used")
     p.add_argument("--pair", type=int, nargs=2, default=(0, 1), metavar=("I", "J"), help="interpolate: rows")
     p.add_argument("--steps", type=int, default=10, help="interpolate: decoded points (default: 10)")
-    p.add_argument("-n", type=int, default=5000, help="scatter: test examples shown (default: 5000)")
+    p.add_argument("-n", type=_count, default=5000, help="scatter: test examples shown (default: 5000)")
     p.add_argument("-o", "--out", type=Path, help="PNG to write (default: RUN/KIND.png)")
 
     p = sub.add_parser("score", help="per-example anomaly scores (NLL, reconstruction error) as CSV")
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file")
-    p.add_argument("--k", type=int, default=1000, help="importance samples per example (default: 1000)")
-    p.add_argument("-n", type=int, help="score only the first n examples")
+    p.add_argument("--k", type=_count, default=1000, help="importance samples per example (default: 1000)")
+    p.add_argument("-n", type=_count, help="score only the first n examples")
     p.add_argument("-o", "--out", type=Path, default=Path("scores.csv"))
 
     p = sub.add_parser("decode", help="decoder means of latents from a .npy file, saved as .npy")
@@ -434,8 +445,6 @@ def cmd_decode(args: argparse.Namespace) -> None:
 
 def _model_and_rows(args: argparse.Namespace) -> tuple[VAE, Any, Any]:
     """The run's model, the first -n rows of --data (binarized as training did) and their labels."""
-    if args.k < 1 or (args.n is not None and args.n < 1):
-        raise VaekitError(f"--k and -n must be positive, got k={args.k}, n={args.n}")
     vae = VAE.load(args.run)
     x, y, _ = load_rows(args.data)
     x, y = vae._eval_targets(vae._rows(x[: args.n], str(args.data)), vae.seed + 2), _labels(vae, y, args.data)
@@ -471,8 +480,6 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    if args.k < 1:
-        raise VaekitError(f"--k must be positive, got {args.k}")
     budget = reproduce.parse_budget(args.budget)
     run = _prepare_run_folder(
         args.out or Path("runs") / f"{args.paper}-{time.strftime('%Y%m%d-%H%M%S')}", args.overwrite
@@ -493,10 +500,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
         x, y, _ = load_rows(args.data)
         x = vae._eval_targets(vae._rows(x, str(args.data)), vae.seed + 2)
         if args.kind == "scatter":
-            if args.n < 1:
-                raise VaekitError(f"-n must be positive, got {args.n}")
-            n = args.n
-            plots.latent_scatter(vae.transform(x[:n]), None if y is None else y[:n].numpy(), out)
+            plots.latent_scatter(vae.transform(x[: args.n]), None if y is None else y[: args.n].numpy(), out)
             path = out
         else:
             shape = _require_images(vae, args.run)
