@@ -207,10 +207,7 @@ FLAGS = st.sampled_from(
 def _run_cli(argv):
     err = io.StringIO()
     with redirect_stderr(err), redirect_stdout(io.StringIO()):
-        try:
-            code = main(argv)
-        except SystemExit as e:
-            code = e.code
+        code = main(argv)  # returns the exit code, also for a flag refused while parsing
     return code, err.getvalue().strip()
 
 

@@ -76,10 +76,7 @@ def test_eval_writes_log_likelihood_above_the_elbo(run, mnist_subset, capsys):
 
 
 def _err(capsys, argv):
-    try:
-        code = main(argv)
-    except SystemExit as e:  # a flag refused while parsing, as argparse does, with one line
-        code = e.code
+    code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("vaekit: error:") and "\n" not in err and "Traceback" not in err
     return err

@@ -527,7 +527,10 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vaekit`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help (0), or a refused flag or value (2), its one line already printed
+        return int(e.code or 0)
     try:
         return COMMANDS[args.command](args) or 0
     except VaekitError as e:
