@@ -151,8 +151,8 @@ class Trainer:
         rows = shard(m, self.rank, self.world)
         x, eps = x[rows], eps[:, rows]
         y = y[rows] if y is not None else None
-        if not self.module.training:  # Module.train() walks every submodule: 67 us, a third of a small step's
-            self.module.train()  # optimiser; evaluation between epochs is what switches it off
+        if not self.module.training:  # Module.train() walks every submodule (67 us a call);
+            self.module.train()  # only evaluation between epochs switches it off
         scale = len(x) * self.world / m  # makes DDP's mean over processes the global batch mean
         self.flat.attach_grads()
         if self.fused:
