@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import os
 import sys
 import time
 import typing
@@ -26,12 +27,25 @@ from vaekit.evaluate import anomaly_scores, eval_table, evaluate
 from vaekit.likelihoods import LIKELIHOODS
 
 METRICS = "metrics.jsonl"
+EVAL = "eval.json"
 PLOTS = {
     "manifold": "decoded grid of a 2-D latent space",
     "interpolate": "strip between two test images through the latent mean",
     "scatter": "test posterior means by label (first two principal components above 2-D)",
     "curves": "train and test ELBO per epoch from metrics.jsonl",
 }
+#: every file vaekit writes into a run folder; ``train --overwrite`` removes them all first, so that
+#: no result of the old run (eval.json, manifold.png of another latent size...) sits beside the new one
+RUN_OUTPUTS = (
+    storage.CONFIG,
+    storage.WEIGHTS,
+    checkpoint.CHECKPOINT,
+    METRICS,
+    EVAL,
+    "samples.png",
+    "reconstructions.png",
+    *(f"{kind}.png" for kind in PLOTS),
+)
 
 
 # ---------------------------------------------------------------------------- argument parsing
@@ -168,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="test ELBO and importance-sampled log p(x); writes eval.json")
     p.add_argument("run", type=Path)
-    p.add_argument("--data", default="mnist", help="data set or file; its test split is used")
+    p.add_argument("--data", help="data set or file whose test split is used (default: the run's data)")
     p.add_argument("--k", type=_count, default=5000, help="importance samples per example (default: 5000)")
     p.add_argument("-n", type=_count, help="evaluate only the first n test examples")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -187,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="a picture of a trained run, saved as PNG")
     p.add_argument("kind", choices=sorted(PLOTS), help="; ".join(f"{k}: {v}" for k, v in PLOTS.items()))
     p.add_argument("run", type=Path)
-    p.add_argument("--data", default="mnist", help="data set or file whose test split is used")
+    p.add_argument("--data", help="data set or file whose test split is used (default: the run's data)")
     p.add_argument("--pair", type=int, nargs=2, default=(0, 1), metavar=("I", "J"), help="interpolate: rows")
     p.add_argument("--steps", type=int, default=10, help="interpolate: decoded points (default: 10)")
     p.add_argument("-n", type=_count, default=5000, help="scatter: test examples shown (default: 5000)")
@@ -195,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="per-example anomaly scores (NLL, reconstruction error) as CSV")
     p.add_argument("run", type=Path)
-    p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file")
+    p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file (every row)")
     p.add_argument("--k", type=_count, default=1000, help="importance samples per example (default: 1000)")
     p.add_argument("-n", type=_count, help="score only the first n examples")
     p.add_argument("-o", "--out", type=Path, default=Path("scores.csv"))
@@ -292,9 +306,13 @@ def _is_size(value: object) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)
 
 
-def _discard_if_empty(run: Path, created: bool) -> None:
-    """Remove the run folder this command created if a failure left nothing in it."""
-    if created and run.is_dir() and not any(run.iterdir()):
+def _discard_new_run(run: Path, created: bool) -> None:
+    """Remove the run folder this command created if a failure left nothing to resume in it
+    (nothing, or only the config.json that fit() writes before the first step)."""
+    if not (created and run.is_dir()):
+        return
+    if {p.name for p in run.iterdir()} <= {storage.CONFIG}:
+        (run / storage.CONFIG).unlink(missing_ok=True)
         run.rmdir()
 
 
@@ -334,8 +352,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         y_train = _labels(vae, data.y_train, source["data"])
         y_test = _labels(vae, data.y_test, source["data"])
-    except VaekitError:
-        _discard_if_empty(run, created)
+        # the data's values and labels are checked before anything in the run folder is removed
+        vae._rows(data.x_train, source["data"], fitted_width=False)
+        vae._rows(data.x_test, f"{source['data']} (test split)", fitted_width=False)
+        vae._condition_setup(y_train)
+    except (VaekitError, KeyboardInterrupt):
+        _discard_new_run(run, created)
         raise
     if writes:
         print(data.describe())
@@ -354,8 +376,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     ckpt = run / checkpoint.CHECKPOINT
     if args.resume is None and writes:
-        ckpt.unlink(missing_ok=True)
-        (run / METRICS).unlink(missing_ok=True)
+        for name in RUN_OUTPUTS:
+            (run / name).unlink(missing_ok=True)
     # half-written files of a killed run (see storage.atomic_write)
     for tmp in run.glob(".*.tmp") if writes else ():
         tmp.unlink()
@@ -373,13 +395,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             source=source,
         )
     except KeyboardInterrupt:
-        saved = f"checkpoint saved to {ckpt}" if ckpt.exists() else "no checkpoint was saved"
-        print(f"vaekit: interrupted; {saved}; continue with: vaekit train --resume {run}", file=sys.stderr)
+        if ckpt.exists():
+            print(
+                f"vaekit: interrupted; checkpoint saved to {ckpt}; "
+                f"continue with: vaekit train --resume {run}",
+                file=sys.stderr,
+            )
+        elif (run / storage.CONFIG).exists():
+            print(
+                f"vaekit: interrupted before the first checkpoint; vaekit train --resume {run} starts "
+                "the run again from its first step",
+                file=sys.stderr,
+            )
+        else:
+            _discard_new_run(run, created)
+            print("vaekit: interrupted before training started; nothing was saved", file=sys.stderr)
         return 130
     except VaekitError as e:
         if _mtime(ckpt) != written_before:  # this run wrote a checkpoint, so there is progress to resume
             raise VaekitError(f"{e}; the last checkpoint is kept: vaekit train --resume {run}") from e
-        _discard_if_empty(run, created)
+        _discard_new_run(run, created)
         raise
     if not writes:
         return 0
@@ -414,7 +449,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     shape = _require_images(vae, args.run)
-    x, y, _ = load_rows(args.data)
+    x, y, _ = load_rows(args.data, _run_resize(vae))
     x, y = x[: args.n].numpy(), _labels(vae, y, args.data)
     picture = plots.reconstruction_grid(x, vae.reconstruct(x, y[: args.n] if y is not None else None), shape)
     print(plots.save_png(picture, args.out))
@@ -422,7 +457,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def cmd_encode(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data)
+    x, y, _ = load_rows(args.data, _run_resize(vae))
     z = vae.transform(x, _labels(vae, y, args.data))
     _write_npy(args.out, z)
     print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
@@ -443,31 +478,52 @@ def cmd_decode(args: argparse.Namespace) -> None:
     print(f"{args.out}: {x.shape[0]} decoded examples of size {x.shape[1]}")
 
 
-def _model_and_rows(args: argparse.Namespace) -> tuple[VAE, Any, Any]:
-    """The run's model, the first -n rows of --data (binarized as training did) and their labels."""
-    vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data)
-    x, y = vae._eval_targets(vae._rows(x[: args.n], str(args.data)), vae.seed + 2), _labels(vae, y, args.data)
-    return vae, x, (y[: args.n] if y is not None else None)
+def _run_resize(vae: VAE) -> tuple[int, int] | None:
+    """The (H, W) the run resized its image folder to, if it did: other folders are read at that size."""
+    resize = (vae.source_ or {}).get("resize")
+    return (int(resize[0]), int(resize[1])) if _is_size(resize) else None
+
+
+def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str]:
+    """Rows and labels of the test split of ``spec`` (default: the data the run trained on), held
+    out as ``vaekit train`` held it out (same seed), and the data's name."""
+    spec = spec or (vae.source_ or {}).get("data")
+    if not isinstance(spec, str):
+        raise VaekitError("the run does not record its training data; pass --data")
+    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed)
+    return data.x_test, data.y_test, spec
+
+
+def _targets(vae: VAE, x: Any, y: Any, n: int | None, where: str) -> tuple[Any, Any]:
+    """The first n rows (binarized as training did) and their labels (None unless conditional)."""
+    x = vae._eval_targets(vae._rows(x[:n], where), vae.seed + 2)
+    y = _labels(vae, y, where)
+    return x, (y[:n] if y is not None else None)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    vae, x, y = _model_and_rows(args)
+    vae = VAE.load(args.run)
+    x, y, spec = _test_split(vae, args.data)
+    x, y = _targets(vae, x, y, args.n, spec)
     cond = vae._cond(y, len(x))
     result = {
-        "data": str(args.data),
+        "data": spec,
         "binarization_seed": vae.seed + 2 if vae.binarize != "none" else None,
         **evaluate(
             vae.module_, x, args.k, vae.samples, vae.estimator, vae.seed, cond, progress=not args.quiet
         ),
     }
-    storage.write_json(args.run / "eval.json", result)
-    print(eval_table(result, vae.samples))
-    print(f"{len(x)} test examples; written to {args.run / 'eval.json'}")
+    try:
+        storage.write_json(args.run / EVAL, result)
+    finally:  # the figures are shown even when the run folder cannot take eval.json
+        print(eval_table(result, vae.samples))
+    print(f"{len(x)} test examples of {spec}; written to {args.run / EVAL}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    vae, x, y = _model_and_rows(args)
+    vae = VAE.load(args.run)
+    x, y, _ = load_rows(args.data, _run_resize(vae))
+    x, y = _targets(vae, x, y, args.n, args.data)
     scores = anomaly_scores(vae.module_, x, vae._cond(y, len(x)), args.k)
     lines = ["index,nll,recon_error"]
     nll, error = scores["nll"].tolist(), scores["recon_error"].tolist()
@@ -497,13 +553,16 @@ def cmd_plot(args: argparse.Namespace) -> None:
     elif args.kind == "manifold":
         path = plots.save_png(plots.manifold_picture(vae, _require_images(vae, args.run)), out)
     else:
-        x, y, _ = load_rows(args.data)
-        x = vae._eval_targets(vae._rows(x, str(args.data)), vae.seed + 2)
+        x, y, spec = _test_split(vae, args.data)
+        labels = None if y is None else y[: args.n].numpy()
+        x, y = _targets(vae, x, y, args.n if args.kind == "scatter" else None, spec)
         if args.kind == "scatter":
-            plots.latent_scatter(vae.transform(x[: args.n]), None if y is None else y[: args.n].numpy(), out)
+            plots.latent_scatter(vae.transform(x, y), labels, out)
             path = out
         else:
             shape = _require_images(vae, args.run)
+            if vae.conditional:
+                raise VaekitError(f"{args.run}: interpolate draws unconditional runs only")
             i, j = args.pair
             if not (0 <= i < len(x) and 0 <= j < len(x)) or args.steps < 2:
                 raise VaekitError(f"--pair must index the {len(x)} test rows and --steps be at least 2")
@@ -532,7 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0), or a refused flag or value (2), its one line already printed
         return int(e.code or 0)
     try:
-        return COMMANDS[args.command](args) or 0
+        code = COMMANDS[args.command](args) or 0
+        sys.stdout.flush()  # a closed pipe (`vaekit eval RUN | head`) shows here, not at interpreter exit
+        return code
     except VaekitError as e:
         one_line = " ".join(str(e).split())  # messages quoting torch or numpy may hold newlines
         print(f"vaekit: error: {one_line}", file=sys.stderr)
@@ -540,5 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `vaekit eval RUN | head`: stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     finally:
         parallel.leave_process_group()

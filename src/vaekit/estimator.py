@@ -144,10 +144,13 @@ class VAE:
 
     # ------------------------------------------------------------------ input handling
 
-    def _rows(self, X: ArrayLike, what: str = "X") -> Tensor:
-        """Validate an input array and return it as ``(n, d)`` float32 rows."""
+    def _rows(self, X: ArrayLike, what: str = "X", fitted_width: bool = True) -> Tensor:
+        """Validate an input array and return it as ``(n, d)`` float32 rows.
+
+        fitted_width : require the width the model was fitted on (off for a new ``fit``)
+        """
         rows, _ = as_rows(_array(X, what), what)
-        if hasattr(self, "n_features_in_") and rows.shape[1] != self.n_features_in_:
+        if fitted_width and hasattr(self, "n_features_in_") and rows.shape[1] != self.n_features_in_:
             raise VaekitError(
                 f"{what}: has {rows.shape[1]} features per example, the model was fitted on "
                 f"{self.n_features_in_}"
@@ -155,6 +158,11 @@ class VAE:
         problem = make_likelihood(self.likelihood, self.sigma).check_data(rows)
         if problem:
             raise VaekitError(f"{what}: {problem}")
+        if self.binarize != "none" and not 0 <= float(rows.min()) <= float(rows.max()) <= 1:
+            raise VaekitError(
+                f"{what}: values range over [{float(rows.min()):g}, {float(rows.max()):g}]; "
+                f"binarize={self.binarize!r} draws pixels with P(1) = value, so it needs values in [0, 1]"
+            )
         return rows
 
     def _check_fitted(self) -> VAEModule:
@@ -188,6 +196,17 @@ class VAE:
     ) -> None:
         """Create ``module_`` and the trainer; ``cond`` is the condition setup (cond_dim, n_classes)."""
         model_cfg, train_cfg = self._configs()
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise VaekitError(f"n_features_in must be a positive integer, got {n_features!r}")
+        if image_shape is not None and (
+            len(image_shape) != 3
+            or not all(isinstance(v, int | np.integer) and v > 0 for v in image_shape)
+            or int(np.prod(image_shape)) != n_features
+        ):
+            raise VaekitError(
+                f"image_shape {list(image_shape)} is not (C, H, W) of positive sizes whose product is "
+                f"the {n_features} features per example"
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
             self.module_ = VAEModule(n_features, model_cfg, cond[0], image_shape)
@@ -237,7 +256,7 @@ class VAE:
         if resume and checkpoint_dir is None:
             raise VaekitError("resume=True needs the checkpoint_dir of the run to resume")
         self._configs()  # the arguments first: _rows uses the likelihood
-        x = self._rows(X)
+        x = self._rows(X, fitted_width=False)  # a new fit may change the width
         shape = image_shape or _image_shape_of(X)
         self._build(x.shape[1], shape, self._condition_setup(y))
         self.source_ = source
@@ -252,6 +271,11 @@ class VAE:
         def record(row: dict[str, float]) -> None:
             if x_test is not None:
                 test = elbo_summary(self.module_, x_test, cond_test, self.samples, self.estimator, self.seed)
+                if not np.isfinite(test["elbo"]):  # finite weights so large that the ELBO overflows
+                    raise VaekitError(
+                        f"training diverged in epoch {int(row['epoch'])}: the test ELBO is "
+                        f"{test['elbo']}; try a lower learning rate than {self.lr:g}"
+                    )
                 row.update({f"test_{k}": v for k, v in test.items()})
             self.history_.append(row)
             if on_epoch_end is not None:
@@ -388,7 +412,8 @@ class VAE:
                 params["device"] = "cpu"  # a model trained on a GPU is used on any machine
             vae = cls(**params)
             cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
-            vae._build(int(config["n_features_in"]), config.get("image_shape"), cond)
+            shape = config.get("image_shape")
+            vae._build(config["n_features_in"], tuple(shape) if isinstance(shape, list) else shape, cond)
             vae.source_ = config.get("source")
         except (KeyError, TypeError, ValueError, AttributeError, VaekitError) as e:
             raise VaekitError(f"{folder / storage.CONFIG}: not a vaekit model config ({e})") from e

@@ -117,6 +117,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self._bad_run = torch.zeros((), device=self.device)  # current run of non-finite steps
         self._worst_run = torch.zeros((), device=self.device)  # longest such run since the last check
+        self._skipped = torch.zeros((), device=self.device)  # 1 if the last step was skipped, else 0
         # where the current epoch stands, so that a checkpoint can resume inside it
         self._perm: Tensor | None = None  # (n,) this epoch's data order; None between epochs
         self._batch = 0  # minibatches of this epoch done
@@ -175,6 +176,7 @@ class Trainer:
         self.optimizer.step()
         self._bad_run = (self._bad_run + 1.0) * bad
         self._worst_run = torch.maximum(self._worst_run, self._bad_run)
+        self._skipped = bad
         self.step += 1
         return ELBOTerms(terms.recon.detach(), terms.kl.detach())
 
@@ -186,6 +188,18 @@ class Trainer:
                 f"(by step {self.step}); try a lower learning rate than {self.config.lr:g}"
             )
         self._worst_run.zero_()
+
+    def _check_finite_state(self) -> None:
+        """Stop (one host read) if a weight or the optimiser's state is no longer finite: steps with
+        finite losses can still overflow them (a far too high learning rate), and then every later
+        step, checkpoint and evaluation would be NaN."""
+        state = [t for s in self.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+        finite = torch.stack([torch.isfinite(t).all() for t in (self.flat.theta, *state)]).all()
+        if not bool(finite):
+            raise VaekitError(
+                f"training diverged by step {self.step}: the weights or the optimiser's moments are no "
+                f"longer finite; try a lower learning rate than {self.config.lr:g}"
+            )
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> ELBOTerms:
         """One optimiser step on the minibatch x ``(m, d)``; returns this process's detached terms.
@@ -239,7 +253,8 @@ class Trainer:
         )
         for xb, yb in bar:
             terms = self.train_step(xb, yb)
-            self._sums += torch.stack((terms.recon.sum(), terms.kl.sum(), terms.kl.new_tensor(len(terms.kl))))
+            sums = torch.stack((terms.recon.sum(), terms.kl.sum(), terms.kl.new_tensor(len(terms.kl))))
+            self._sums += sums.nan_to_num_() * (1.0 - self._skipped)  # a skipped step does not count
             self._batch += 1
             if self.config.verbose and self._batch % 25 == 0:  # a host read: verbose only
                 recon, kl, seen = self._sums.tolist()
@@ -252,8 +267,14 @@ class Trainer:
         if self.world > 1:
             dist.all_reduce(total)
         self._check_bad_steps()
-        self.epoch += 1
+        self._check_finite_state()
         recon, kl, seen = total.tolist()
+        if not seen and n_batches:
+            raise VaekitError(
+                f"every step of epoch {self.epoch + 1} had a non-finite loss or gradient and was "
+                f"skipped; try a lower learning rate than {self.config.lr:g}"
+            )
+        self.epoch += 1
         seen = max(seen, 1.0)
         return {
             "epoch": self.epoch,
@@ -292,6 +313,7 @@ class Trainer:
         """Checkpoint when due or asked to stop; then honour the stop request."""
         if due:
             self._check_bad_steps()
+            self._check_finite_state()
         if on_checkpoint is not None and (due or self.stop_requested):
             on_checkpoint()
         if self.stop_requested:
