@@ -145,3 +145,10 @@ def test_a_closed_pipe_ends_quietly(run, tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait() == 141 and "Traceback" not in err and "Exception" not in err
     assert (tmp_path / "s.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "encode", "eval"])
+def test_data_of_another_width_is_named_in_the_error(run, tmp_path, capsys, command):
+    out = [] if command == "eval" else ["-o", str(tmp_path / "out")]
+    err = _error(capsys, [command, str(run), "--data", "mnist", *out])
+    assert "mnist: has 784 features per example, the model was fitted on 64" in err

@@ -450,7 +450,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     shape = _require_images(vae, args.run)
     x, y, _ = load_rows(args.data, _run_resize(vae))
-    x, y = x[: args.n].numpy(), _labels(vae, y, args.data)
+    x, y = vae._rows(x[: args.n], args.data).numpy(), _labels(vae, y, args.data)
     picture = plots.reconstruction_grid(x, vae.reconstruct(x, y[: args.n] if y is not None else None), shape)
     print(plots.save_png(picture, args.out))
 
@@ -458,7 +458,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     x, y, _ = load_rows(args.data, _run_resize(vae))
-    z = vae.transform(x, _labels(vae, y, args.data))
+    z = vae.transform(vae._rows(x, args.data), _labels(vae, y, args.data))
     _write_npy(args.out, z)
     print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
 
