@@ -5,7 +5,6 @@ import errno
 import json
 import os
 import pickle
-import tempfile
 
 import numpy as np
 import pytest
@@ -257,7 +256,7 @@ def test_an_unwritable_run_folder_is_reported_before_any_work(tmp_path, capsys, 
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     err = _one_line_error(capsys, ["train", "--quiet", "-o", str(tmp_path / "run")])
     assert f"{tmp_path / 'run'}: cannot write here (Read-only file system)" in err
     assert "train /" not in capsys.readouterr().out  # the data were not even loaded

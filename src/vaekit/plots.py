@@ -18,7 +18,7 @@ from vaekit.storage import atomic_write
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from vaekit.estimator import VAE
+    from vaekit.estimator import VAE, ArrayLike
 
 SCALE = 2  # each pixel drawn as SCALE x SCALE, so 28x28 digits are legible
 PAD = 2  # pixels between tiles
@@ -131,8 +131,10 @@ def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path) -
     coords = z if z.shape[1] == 2 else principal_components(z, 2)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
-    points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
-    if labels is not None:
+    if labels is None:  # one colour (a colour map with no values to map only draws a warning)
+        ax.scatter(coords[:, 0], coords[:, 1], s=4, alpha=0.7)
+    else:
+        points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
         fig.colorbar(points, ax=ax, label="label")
     names = ("z_1", "z_2") if z.shape[1] == 2 else ("principal component 1", "principal component 2")
     ax.set_xlabel(f"{names[0]} of E_q[z|x]")
@@ -187,26 +189,46 @@ def lower_bound_panels(curves: Mapping[str, Mapping[str, list[float]]], path: st
     return _save_figure(fig, path)
 
 
-def sample_grid(vae: VAE, n: int, seed: int, label: int | None) -> Image.Image:
-    """n samples as a picture: all of one label, or (conditional, no label) a row per class."""
+def sample_grid(
+    vae: VAE, n: int, seed: int, label: int | None, conditions: ArrayLike | None = None
+) -> Image.Image:
+    """n samples as a picture: all of one label, or (conditional, no label) a row per condition.
+
+    conditions : the condition of each row, labels ``(m,)`` or vectors ``(m, c)``; by default
+        each class of a model conditioned on labels, while a model conditioned on vectors needs
+        them. Used only for a conditional model without ``label``.
+    """
     shape = vae.image_shape_ or ()
-    if label is not None and not vae.conditional:
-        raise VaekitError("--label needs a conditional run (trained with --conditional)")
+    if label is not None and vae.n_classes_ is None:
+        raise VaekitError("--label needs a run conditioned on class labels (trained with --conditional)")
     if vae.conditional and label is None:
-        per_class = max(1, n // vae.n_classes_)  # type: ignore[operator]
-        labels = np.repeat(np.arange(vae.n_classes_), per_class)  # type: ignore[arg-type]
-        return image_grid(vae.sample(len(labels), seed=seed, y=labels), shape, per_class)
+        if conditions is not None:
+            rows = np.asarray(conditions)
+        elif vae.n_classes_ is not None:
+            rows = np.arange(vae.n_classes_)
+        else:
+            raise VaekitError("this model is conditioned on vectors: pass the condition vectors to draw")
+        if rows.ndim not in (1, 2) or len(rows) == 0:
+            raise VaekitError(f"conditions: expected labels (m,) or vectors (m, c), got shape {rows.shape}")
+        per_row = max(1, n // len(rows))
+        y = np.repeat(rows, per_row, axis=0)
+        return image_grid(vae.sample(len(y), seed=seed, y=y), shape, per_row)
     return image_grid(vae.sample(n, seed=seed, y=label), shape, min(8, n))
 
 
 def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
-    """samples.png (a row of 8 per class if conditional), reconstructions.png, curves.png, manifold.png."""
+    """samples.png, reconstructions.png, curves.png, manifold.png.
+
+    samples.png has a row of 8 samples per class of a model conditioned on labels, or per
+    each of the first 8 conditions in ``y_test`` of a model conditioned on vectors.
+    """
     if vae.image_shape_ is None:
         return []
     shape = vae.image_shape_
-    y32 = y_test[:32] if vae.conditional else None
+    y32 = y_test[:32] if vae.conditional and y_test is not None else None
+    vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
     written = [
-        save_png(sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None), run / "samples.png"),
+        save_png(sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors), run / "samples.png"),
         save_png(
             reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape),
             run / "reconstructions.png",

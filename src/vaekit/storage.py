@@ -2,15 +2,17 @@
 
 Every write goes to a temporary file in the same folder, is flushed and
 fsync'ed, then renamed over the target, so a crash or a full disk leaves the
-previous file intact.
+previous file intact. The file gets the permissions ``open()`` would give it
+(0o666 less the umask). Reading refuses floating-point tensors holding NaN or
+infinity, which vaekit never writes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,17 @@ WEIGHTS = "model.safetensors"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that the file is either the old one or the complete new one."""
+    """Write ``data`` to ``path`` so that the file is either the old one or the complete new one.
+
+    The new file has mode 0o666 less the process's umask, as ``open(path, "wb")`` would give.
+    """
     path = Path(path)
+    # not tempfile.mkstemp, whose file is always 0o600: a file created by os.open gets
+    # 0o666 & ~umask from the kernel, with no racy os.umask() read-and-restore; O_EXCL
+    # refuses an existing file or link, and the name is random as mkstemp's is
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as e:
         raise VaekitError(f"{path.parent}: cannot write here ({e.strerror or e})") from e
     try:
@@ -39,7 +48,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise VaekitError(f"{path}: cannot be written ({e.strerror or e})") from e
 
 
@@ -109,9 +118,14 @@ def save_tensors(
         k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format) for k, v in tensors.items()
     }
     for name, value in cpu.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if _non_finite(value):
             raise VaekitError(f"{path}: not written: {name} holds NaN or infinite values")
     atomic_write(path, st_save(cpu, metadata=metadata))
+
+
+def _non_finite(tensor: torch.Tensor) -> int:
+    """How many NaN or infinite values ``tensor`` holds (0 unless it is floating-point)."""
+    return int((~torch.isfinite(tensor)).sum()) if tensor.is_floating_point() else 0
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -123,7 +137,9 @@ def load_tensors_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict
     """The tensors of a safetensors file and the string metadata of its header.
 
     The bytes are parsed by safetensors alone (a JSON header and raw buffers), never
-    unpickled, so a pickle renamed to ``.safetensors`` is refused, not run.
+    unpickled, so a pickle renamed to ``.safetensors`` is refused, not run. A floating-point
+    tensor holding NaN or infinity is refused too: :func:`save_tensors` never writes one
+    (weights, optimiser moments and running sums alike), so such a file is corrupt.
     """
     try:
         raw = Path(path).read_bytes()
@@ -137,6 +153,10 @@ def load_tensors_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict
         metadata = json.loads(raw[8 : 8 + size]).get("__metadata__") or {}
     except (SafetensorError, ValueError, RuntimeError, struct.error) as e:
         raise VaekitError(f"{path}: not a valid safetensors file ({e})") from e
+    for name, value in tensors.items():
+        bad = _non_finite(value)
+        if bad:
+            raise VaekitError(f"{path}: tensor {name} holds {bad} NaN or infinite values")
     return tensors, metadata
 
 
