@@ -16,7 +16,8 @@ from torch import Tensor
 from vaekit.errors import VaekitError
 
 
-def _array(y: Any, what: str) -> np.ndarray:
+def condition_array(y: Any, what: str) -> np.ndarray:
+    """y as a finite numeric array: labels ``(n,)`` or condition vectors ``(n, c)``."""
     a = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise VaekitError(f"{what}: holds {a.dtype} values, expected class labels or numbers")
@@ -27,7 +28,8 @@ def _array(y: Any, what: str) -> np.ndarray:
     return a
 
 
-def _labels(a: np.ndarray, what: str) -> np.ndarray:
+def class_labels(a: np.ndarray, what: str) -> np.ndarray:
+    """Labels ``(n,)`` as int64, refusing negative or fractional values."""
     if a.min() < 0 or not np.array_equal(a, np.round(a)):
         raise VaekitError(f"{what}: class labels must be non-negative integers 0, 1, 2, ...")
     return a.astype(np.int64)
@@ -35,10 +37,10 @@ def _labels(a: np.ndarray, what: str) -> np.ndarray:
 
 def condition_setup(y: Any, what: str = "y") -> tuple[int, int | None]:
     """``(cond_dim, n_classes)`` of training conditions: labels 0..K-1 ``(n,)`` or vectors ``(n, c)``."""
-    a = _array(y, what)
+    a = condition_array(y, what)
     if a.ndim == 2:
         return a.shape[1], None
-    n_classes = int(_labels(a, what).max()) + 1
+    n_classes = int(class_labels(a, what).max()) + 1
     if n_classes < 2:
         raise VaekitError(f"{what}: a conditional model needs at least 2 classes, got labels {{0}}")
     return n_classes, n_classes
@@ -51,7 +53,7 @@ def as_condition(y: Any, n: int, cond_dim: int, n_classes: int | None, what: str
     """
     if y is None:
         raise VaekitError(f"{what}: this VAE is conditional; pass the condition (labels or vectors)")
-    a = _array(np.full(n, y) if np.ndim(y) == 0 else y, what)
+    a = condition_array(np.full(n, y) if np.ndim(y) == 0 else y, what)
     if len(a) != n:
         raise VaekitError(f"{what}: has {len(a)} rows for {n} examples")
     if n_classes is None:
@@ -60,7 +62,7 @@ def as_condition(y: Any, n: int, cond_dim: int, n_classes: int | None, what: str
         return torch.from_numpy(a.astype(np.float32))
     if a.ndim != 1:
         raise VaekitError(f"{what}: expected class labels (n,) in 0..{n_classes - 1}, got shape {a.shape}")
-    labels = _labels(a, what)
+    labels = class_labels(a, what)
     if labels.max() >= n_classes:
         raise VaekitError(f"{what}: label {labels.max()} but the model knows classes 0..{n_classes - 1}")
     return torch.nn.functional.one_hot(torch.from_numpy(labels), n_classes).float()

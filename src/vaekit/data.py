@@ -2,7 +2,7 @@
 
 Everything is returned as float32 tensors of shape ``(n, d)`` held in memory
 (training slices them per batch), with images flattened in (C, H, W) order and
-8-bit values scaled to [0, 1]. Every problem with a file raises
+8-bit (16-bit) pixel values scaled to [0, 1] by 255 (65535). Every problem with a file raises
 :class:`~vaekit.errors.VaekitError` naming the file.
 """
 
@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageMode, UnidentifiedImageError
 from torch import Tensor
 
+from vaekit import conditions
 from vaekit.errors import VaekitError
 
 IDX_FILES = {
@@ -54,6 +55,10 @@ SHA256 = {
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+#: Pillow's modes of 16-bit grey images; "I" (32-bit integers) is how some Pillow versions open 16-bit PNGs.
+SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+#: The bytes an .npy file and an .npz file (a zip archive, perhaps empty) start with.
+SIGNATURES = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}
 TEST_FRACTION = 0.1  # held out as the test split of a user's file that has none
 
 
@@ -62,7 +67,7 @@ class Data:
     """A data set with train and test splits.
 
     x_train, x_test : (n, d) float32 tensors; images flattened in (C, H, W) order
-    y_train, y_test : (n,) int64 labels, or None
+    y_train, y_test : (n,) int64 class labels, (n, c) float32 condition vectors, or None
     image_shape     : (C, H, W) when the rows are images, else None
     source          : where it was read from
     """
@@ -78,7 +83,12 @@ class Data:
         """One line: sizes, shape and value range, for the user to check before training."""
         shape = "x".join(map(str, self.image_shape or (self.x_train.shape[1],)))
         lo, hi = float(self.x_train.min()), float(self.x_train.max())
-        labels = f", {int(self.y_train.max()) + 1} classes" if self.y_train is not None else ""
+        if self.y_train is None:
+            labels = ""
+        elif self.y_train.ndim == 2:
+            labels = f", condition vectors of width {self.y_train.shape[1]}"
+        else:
+            labels = f", {int(self.y_train.max()) + 1} classes"
         return (
             f"{self.source}: {len(self.x_train)} train / {len(self.x_test)} test examples "
             f"of shape {shape}, values in [{lo:.3g}, {hi:.3g}]{labels}"
@@ -220,33 +230,120 @@ def as_rows(x: np.ndarray, where: str) -> tuple[Tensor, tuple[int, int, int] | N
     return float_rows(x, where), tuple(x.shape[1:])  # type: ignore[return-value]
 
 
+def _csv_text(line: str) -> str:
+    """A line as ``np.loadtxt`` sees it: without its newline and # comment ("" for a line it skips)."""
+    return line.rstrip("\r\n").partition("#")[0]
+
+
+def _is_number(cell: str) -> bool:
+    """Whether ``np.loadtxt`` reads the cell as a number (float() also takes 1_0 and non-ASCII digits)."""
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return cell.isascii() and "_" not in cell
+
+
+def _is_header(line: str) -> bool:
+    """Whether a CSV file's first line is a header: it has a name in it and none of its cells is a number.
+
+    A line with a semicolon is not, so that a semicolon-separated file is refused at its first line.
+    """
+    text = _csv_text(line)
+    cells = text.split(",")
+    return ";" not in text and any(c.strip() for c in cells) and not any(map(_is_number, cells))
+
+
+def _cell_problem(cell: str) -> str | None:
+    """What is wrong with one CSV cell, or None when it is a number."""
+    if not cell.strip():
+        return "empty cell"
+    if _is_number(cell):
+        return None
+    hint = "; vaekit reads comma-separated values, not semicolon-separated" if ";" in cell else ""
+    return f"{cell.strip()!r} is not a number{hint}"
+
+
+def _csv_problem(path: Path, header: bool) -> str | None:
+    """Why ``np.loadtxt`` cannot read a CSV file, at its first bad line (1-based, counting every line)."""
+    first: tuple[int, int] | None = None  # the first row's line number and number of cells
+    with path.open(encoding="utf-8-sig") as f:
+        for line_number, line in enumerate(f, start=1):
+            text = _csv_text(line)
+            if not text or (header and line_number == 1):
+                continue
+            width = text.count(",") + 1
+            first = first or (line_number, width)
+            if width != first[1]:
+                return f"line {line_number} has {width} cells, line {first[0]} has {first[1]}"
+            for column, cell in enumerate(text.split(","), start=1):
+                problem = _cell_problem(cell)
+                if problem:
+                    return f"line {line_number}, column {column}: {problem}"
+    return None
+
+
 def _read_csv(path: Path) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an empty file is reported as empty below, not warned about
+    """A UTF-8 file of comma-separated numbers (an optional byte order mark) as an (n, d) float64 array.
+
+    The first line is a header, and skipped, when none of its cells is a number. Blank lines and
+    ``#`` comments are skipped. Anything else unreadable is an error naming its line in the file.
+    """
+    with path.open(encoding="utf-8-sig") as f:
+        header = _is_header(f.readline())
+        f.seek(0)
         try:
-            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-        except ValueError:
-            pass  # perhaps a header row
-        try:
-            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
+            with warnings.catch_warnings():  # an empty file is reported as empty by check_array
+                warnings.simplefilter("ignore")
+                return np.loadtxt(f, delimiter=",", ndmin=2, dtype=np.float64, skiprows=int(header))
         except ValueError as e:
-            raise VaekitError(f"{path}: not a CSV file of numbers ({e})") from e
+            problem = _csv_problem(path, header) or f"not a CSV file of numbers ({e})"
+            raise VaekitError(f"{path}: {problem}") from e
+
+
+def _open_image(path: Path) -> Image.Image:
+    """The image in a file, with 16-bit grey turned into mode F holding values in [0, 1].
+
+    (Pillow clips 16-bit modes to 8 bits when converting them, and some of them when resizing.)
+    Images of other than 8 or 16 bits per value (mode F, or I beyond 16 bits) are refused: the
+    value that stands for white is unknown.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, UnidentifiedImageError) as e:
+        raise VaekitError(f"{path}: not a readable image ({e})") from e
+    if im.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(im)
+        if values.min() < 0 or values.max() > 65535:
+            raise VaekitError(f"{path}: holds 32-bit pixel values outside 0..65535; use 8- or 16-bit images")
+        return Image.fromarray(values.astype(np.float32) / 65535)
+    if ImageMode.getmode(im.mode).typestr not in ("|u1", "|b1"):
+        raise VaekitError(
+            f"{path}: has image mode {im.mode}, not 8- or 16-bit pixels; save it as 8- or 16-bit"
+        )
+    return im
+
+
+def _pixels(im: Image.Image, colour: bool) -> np.ndarray:
+    """An image from :func:`_open_image` as (H, W) grey or (H, W, 3) RGB float32 values in [0, 1]."""
+    if im.mode == "F":  # 16-bit grey, already scaled
+        grey = np.asarray(im)
+        return np.repeat(grey[..., None], 3, axis=-1) if colour else grey
+    return np.asarray(im.convert("RGB" if colour else "L"), dtype=np.float32) / 255
 
 
 def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """All PNG/JPEG files below ``folder``; sub-folder names become labels when there are several."""
+    """All PNG/JPEG files below ``folder``; sub-folder names become labels when there are several.
+
+    Returns float32 pixels in [0, 1], (N, H, W) when every image is grey, else (N, H, W, 3) RGB,
+    each image scaled by its own bit depth (255 for 8-bit, 65535 for 16-bit), and (N,) labels or None.
+    """
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise VaekitError(f"{folder}: holds no .png or .jpg images")
-    images: list[Image.Image] = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                images.append(im)
-        except (OSError, UnidentifiedImageError) as e:
-            raise VaekitError(f"{p}: not a readable image ({e})") from e
-    mode = "L" if all(im.mode in ("L", "1", "I;16") for im in images) else "RGB"
+    images = [_open_image(p) for p in files]
+    colour = not all(im.mode in ("1", "L", "F") for im in images)
     if resize is not None:
         images = [im.resize((resize[1], resize[0]), Image.Resampling.BILINEAR) for im in images]
     sizes = {im.size for im in images}
@@ -255,7 +352,7 @@ def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np
             f"{folder}: images have {len(sizes)} different sizes {sorted(sizes)[:3]}...; "
             "pass --resize HxW to resize them"
         )
-    x = np.stack([np.asarray(im.convert(mode)) for im in images])
+    x = np.stack([_pixels(im, colour) for im in images])
     classes = sorted({p.parent for p in files})
     y = np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
     return x, y
@@ -271,6 +368,16 @@ def _split(
     n_test = max(1, round(TEST_FRACTION * len(x)))
     test, train = perm[:n_test], perm[n_test:]
     return x[train], x[test], (y[train] if y is not None else None), (y[test] if y is not None else None)
+
+
+def _check_signature(path: Path) -> None:
+    """Refuse an .npy or .npz file that does not start as one (np.load would call it pickled data)."""
+    with path.open("rb") as f:
+        start = f.read(8)
+    if not start.startswith(SIGNATURES[path.suffix]):
+        raise VaekitError(
+            f"{path}: not a valid {path.suffix} file (it does not start with {SIGNATURES[path.suffix][0]!r})"
+        )
 
 
 def read_file(
@@ -289,8 +396,10 @@ def read_file(
         if path.is_dir():
             x, y = _read_image_folder(path, resize)
         elif path.suffix == ".npy":
+            _check_signature(path)
             x = np.load(path, allow_pickle=False)
         elif path.suffix == ".npz":
+            _check_signature(path)
             with np.load(path, allow_pickle=False) as z:
                 if "x_train" in z and "x_test" in z:
                     return _npz_with_splits(path, dict(z))
@@ -324,16 +433,42 @@ def load_file(path: str | Path, resize: tuple[int, int] | None = None, seed: int
     return Data(x_train, x_test, y_train, y_test, shape, str(path))
 
 
+def _npz_conditions(y: np.ndarray, n: int, where: str) -> Tensor:
+    """The y of an .npz file's n examples, checked as :class:`~vaekit.VAE` checks y.
+
+    Returns (n,) class labels 0, 1, 2, ... as int64, or (n, c) condition vectors as float32.
+    """
+    a = conditions.condition_array(y, where)  # numbers, (n,) or (n, c), finite
+    if len(a) != n:
+        raise VaekitError(f"{where}: has {len(a)} rows for {n} examples")
+    if a.ndim == 1:
+        return torch.from_numpy(conditions.class_labels(a, where))
+    with np.errstate(over="ignore"):
+        vectors = a.astype(np.float32)
+    if not np.isfinite(vectors).all():
+        raise VaekitError(f"{where}: holds values too large for float32")
+    return torch.from_numpy(vectors)
+
+
 def _npz_with_splits(path: Path, arrays: dict[str, np.ndarray]) -> Data:
+    """An .npz file's own splits x_train and x_test, with y_train and y_test (both or neither)."""
     x_train, shape = as_rows(arrays["x_train"], f"{path}[x_train]")
     x_test, shape_test = as_rows(arrays["x_test"], f"{path}[x_test]")
     if x_train.shape[1] != x_test.shape[1] or shape != shape_test:
         raise VaekitError(f"{path}: x_train and x_test rows differ in shape")
-    labels = {
-        k: torch.from_numpy(arrays[k].astype(np.int64)) if k in arrays else None
-        for k in ("y_train", "y_test")
-    }
-    return Data(x_train, x_test, labels["y_train"], labels["y_test"], shape, str(path))
+    if ("y_train" in arrays) != ("y_test" in arrays):
+        has, lacks = ("y_train", "y_test") if "y_train" in arrays else ("y_test", "y_train")
+        raise VaekitError(f"{path}: has {has} but no {lacks}; give the labels of both splits or of neither")
+    if "y_train" not in arrays:
+        return Data(x_train, x_test, None, None, shape, str(path))
+    y_train = _npz_conditions(arrays["y_train"], len(x_train), f"{path}[y_train]")
+    y_test = _npz_conditions(arrays["y_test"], len(x_test), f"{path}[y_test]")
+    if y_train.shape[1:] != y_test.shape[1:]:
+        raise VaekitError(
+            f"{path}: y_train has shape {tuple(y_train.shape)} and y_test {tuple(y_test.shape)}; "
+            "both must be labels (n,) or condition vectors of one width (n, c)"
+        )
+    return Data(x_train, x_test, y_train, y_test, shape, str(path))
 
 
 DATASETS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
