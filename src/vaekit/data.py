@@ -12,8 +12,8 @@ import gzip
 import hashlib
 import importlib.resources
 import os
+import secrets
 import shutil
-import tempfile
 import urllib.request
 import warnings
 import zipfile
@@ -154,15 +154,17 @@ def download_idx(url: str, folder: Path, name: str) -> Path:
         target = folder / f"{stem}.gz"
         if target.exists():
             continue
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
-            try:
-                with urllib.request.urlopen(url.rstrip("/") + f"/{stem}.gz", timeout=30) as r:
-                    shutil.copyfileobj(r, tmp)
-                tmp.close()
-                read_idx(Path(tmp.name), digest)
-                os.replace(tmp.name, target)
-            finally:
-                Path(tmp.name).unlink(missing_ok=True)
+        part = folder / f".{stem}.gz.{secrets.token_hex(8)}.part"  # open(): the umask's mode, not 0600
+        try:
+            with (
+                open(part, "xb") as tmp,
+                urllib.request.urlopen(url.rstrip("/") + f"/{stem}.gz", timeout=30) as r,
+            ):
+                shutil.copyfileobj(r, tmp)
+            read_idx(part, digest)
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
     return folder
 
 
