@@ -152,3 +152,18 @@ def test_data_of_another_width_is_named_in_the_error(run, tmp_path, capsys, comm
     out = [] if command == "eval" else ["-o", str(tmp_path / "out")]
     err = _error(capsys, [command, str(run), "--data", "mnist", *out])
     assert "mnist: has 784 features per example, the model was fitted on 64" in err
+
+
+def test_reproduce_on_bad_data_leaves_no_folder(tmp_path, capsys):
+    bad = tmp_path / "nan.npy"
+    np.save(bad, np.full((10, 4), np.nan, dtype=np.float32))
+    out = tmp_path / "r"
+    assert "NaN" in _error(capsys, ["reproduce", "kingma2013", "--data", str(bad), "-o", str(out)])
+    assert not out.exists()
+
+
+def test_curves_of_a_run_without_a_model_yet(tmp_path, run):
+    """An interrupted run has metrics.jsonl (and a checkpoint) but no model.safetensors."""
+    (tmp_path / "metrics.jsonl").write_bytes((run / "metrics.jsonl").read_bytes())
+    assert main(["plot", "curves", str(tmp_path)]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 0

@@ -537,20 +537,21 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     budget = reproduce.parse_budget(args.budget)
+    data = load_data(args.data)  # before the run folder is made: bad data leave no empty folder
     run = _prepare_run_folder(
         args.out or Path("runs") / f"{args.paper}-{time.strftime('%Y%m%d-%H%M%S')}", args.overwrite
     )
-    data = load_data(args.data)
     extra = {"k": args.k} if args.paper == "burda2015" else {}
     reproduce.PAPERS[args.paper](run, data, budget, progress=not args.quiet, **extra)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    vae = VAE.load(args.run)
     out = args.out or args.run / f"{args.kind}.png"
-    if args.kind == "curves":
-        path = plots.training_curves(storage.read_jsonl(args.run / METRICS), out)
-    elif args.kind == "manifold":
+    if args.kind == "curves":  # from metrics.jsonl alone: an interrupted run has no model yet
+        print(plots.training_curves(storage.read_jsonl(args.run / METRICS), out))
+        return
+    vae = VAE.load(args.run)
+    if args.kind == "manifold":
         path = plots.save_png(plots.manifold_picture(vae, _require_images(vae, args.run)), out)
     else:
         x, y, spec = _test_split(vae, args.data)
