@@ -74,10 +74,12 @@ def test_parse_budget_rejects(text):
         parse_budget(text)
 
 
-def test_minutes_become_whole_epochs_after_the_fixed_cost():
-    assert _epochs_within(1.0, per_epoch=10.0, fixed=20.0, what="x") == 4
+def test_minutes_become_whole_epochs_after_the_fixed_cost_up_to_the_protocol():
+    assert _epochs_within(1.0, per_epoch=10.0, fixed=20.0, what="x", most=3280) == 4
+    # an hour on small data: never more epochs than the paper's protocol (was 175,857 of 3280)
+    assert _epochs_within(60.0, per_epoch=0.02, fixed=0.0, what="x", most=3280) == 3280
     with pytest.raises(VaekitError, match="too short"):
-        _epochs_within(0.5, per_epoch=10.0, fixed=25.0, what="one epoch and the evaluation")
+        _epochs_within(0.5, per_epoch=10.0, fixed=25.0, what="one epoch and the evaluation", most=3280)
 
 
 def test_minute_budgets_are_timed_on_a_throwaway_model(mnist):
@@ -112,8 +114,8 @@ def test_burda2015_end_to_end_is_deterministic_and_agrees_with_vaekit_eval(tmp_p
     # the same budget and seed give the same number
     _reproduce(capsys, *args, "-o", str(tmp_path / "b"))
     assert json.loads((tmp_path / "b" / "eval.json").read_text())["log_px"] == result["log_px"]
-    # vaekit eval on the saved model measures the same thing
-    assert main(["eval", str(run), "--data", str(mnist_subset), "--k", "50", "--quiet"]) == 0
+    # vaekit eval on the saved model, which records its data, measures the same thing
+    assert main(["eval", str(run), "--k", "50", "--quiet"]) == 0
     assert json.loads((run / "eval.json").read_text())["log_px"] == pytest.approx(result["log_px"], abs=1e-4)
     assert VAE.load(run).lr_schedule == "burda"
 

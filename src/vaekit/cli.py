@@ -542,7 +542,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         args.out or Path("runs") / f"{args.paper}-{time.strftime('%Y%m%d-%H%M%S')}", args.overwrite
     )
     extra = {"k": args.k} if args.paper == "burda2015" else {}
-    reproduce.PAPERS[args.paper](run, data, budget, progress=not args.quiet, **extra)
+    source = {"data": _data_spec(args.data), "resize": None}
+    reproduce.PAPERS[args.paper](run, data, budget, progress=not args.quiet, source=source, **extra)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:

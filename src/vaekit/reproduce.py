@@ -91,9 +91,10 @@ def _seconds_to_evaluate(params: dict[str, Any], x_test: torch.Tensor, k: int) -
     return (time.perf_counter() - start) * len(x_test) / min(10, len(x_test))
 
 
-def _epochs_within(minutes: float, per_epoch: float, fixed: float, what: str) -> int:
-    """Whole epochs that fit in ``minutes`` after ``fixed`` seconds of other work; at least 1."""
-    epochs = int((minutes * 60 - fixed) // per_epoch)
+def _epochs_within(minutes: float, per_epoch: float, fixed: float, what: str, most: int) -> int:
+    """Whole epochs that fit in ``minutes`` after ``fixed`` seconds of other work: at least 1, and
+    at most ``most`` (the paper's protocol: a long budget on small data does not run past it)."""
+    epochs = min(most, int((minutes * 60 - fixed) // per_epoch))
     if epochs < 1:
         raise VaekitError(
             f"--budget {minutes:g}m is too short: {what} needs about {(per_epoch + fixed) / 60:.1f} minutes "
@@ -103,10 +104,19 @@ def _epochs_within(minutes: float, per_epoch: float, fixed: float, what: str) ->
 
 
 def _fit_into(
-    run: Path, vae: VAE, data: Data, echo: Echo, extra: Callable[[VAE], dict[str, float]] | None = None
+    run: Path,
+    vae: VAE,
+    data: Data,
+    echo: Echo,
+    extra: Callable[[VAE], dict[str, float]] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> None:
     """Train vae on data, writing the metrics of the epochs so far (and ``extra``'s) to
-    run/metrics.jsonl after each epoch; then save the model and its pictures there."""
+    run/metrics.jsonl after each epoch; then save the model and its pictures there.
+
+    source : the data's spec as ``vaekit train`` records it (config.json), so that ``vaekit eval``
+        and ``plot`` find the run's data by themselves
+    """
     run.mkdir(parents=True, exist_ok=True)
     (run / METRICS).unlink(missing_ok=True)
 
@@ -118,7 +128,9 @@ def _fit_into(
             f"test ELBO {row['test_elbo']:.2f} nats (lr {row['lr']:.2e}, {row['seconds']:.1f} s)"
         )
 
-    vae.fit(data.x_train, X_test=data.x_test, image_shape=data.image_shape, on_epoch_end=log_epoch)
+    vae.fit(
+        data.x_train, X_test=data.x_test, image_shape=data.image_shape, on_epoch_end=log_epoch, source=source
+    )
     vae.save(run)
     plots.write_pictures(vae, run, data.x_test.numpy())
 
@@ -148,7 +160,13 @@ BURDA_K = 5000
 
 
 def burda2015(
-    run: Path, data: Data, budget: Budget, k: int = BURDA_K, progress: bool = True, echo: Echo = print
+    run: Path,
+    data: Data,
+    budget: Budget,
+    k: int = BURDA_K,
+    progress: bool = True,
+    echo: Echo = print,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate Burda et al.'s VAE into the run folder; returns eval.json's contents.
 
@@ -160,7 +178,9 @@ def burda2015(
     if budget.minutes is not None:
         eval_seconds = _seconds_to_evaluate(params, data.x_test, k)
         per_epoch = _seconds_per_epoch(params, data.x_train, data.x_test)
-        epochs = _epochs_within(budget.minutes, per_epoch, eval_seconds, "one epoch and the evaluation")
+        epochs = _epochs_within(
+            budget.minutes, per_epoch, eval_seconds, "one epoch and the evaluation", BURDA_EPOCHS
+        )
         echo(
             f"budget {budget}: {per_epoch:.1f} s per epoch and {eval_seconds / 60:.1f} min of evaluation "
             f"measured here, so {epochs} epochs (rerun exactly with --budget {epochs})"
@@ -190,7 +210,7 @@ def burda2015(
     }
     _record(run, {**record, "status": "training"})
     vae = VAE(epochs=epochs, verbose=progress, **params)
-    _fit_into(run, vae, data, echo)
+    _fit_into(run, vae, data, echo, source=source)
     x = vae._eval_targets(data.x_test, vae.seed + 2)
     result = {
         "data": data.source,
@@ -236,16 +256,19 @@ def kingma2013(
     latents: tuple[int, ...] = KINGMA_LATENTS,
     progress: bool = True,
     echo: Echo = print,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Figure 2 of Kingma & Welling: one model per latent size in run/latent-J, figure2.png and .json.
 
     An epoch budget is epochs per latent size; a minutes budget is shared by all of them.
     """
     params = {**KINGMA_PARAMS, "weight_decay": 1.0 / len(data.x_train)}
-    epochs = budget.epochs or math.ceil(KINGMA_SAMPLES / len(data.x_train))
+    full = math.ceil(KINGMA_SAMPLES / len(data.x_train))
+    epochs = budget.epochs or full
     if budget.minutes is not None:
         per_epoch = _seconds_per_epoch({**params, "latent_dim": max(latents)}, data.x_train, data.x_test)
-        epochs = _epochs_within(budget.minutes / len(latents), per_epoch, 0.0, "one epoch per latent size")
+        per_latent = budget.minutes / len(latents)
+        epochs = _epochs_within(per_latent, per_epoch, 0.0, "one epoch per latent size", full)
         echo(
             f"budget {budget}: {per_epoch:.1f} s per epoch measured here, so {epochs} epochs per latent "
             f"size (rerun exactly with --budget {epochs})"
@@ -281,7 +304,7 @@ def kingma2013(
     for latent in latents:
         echo(f"-- latent size {latent}")
         vae = VAE(latent_dim=latent, epochs=epochs, verbose=progress, **params)
-        _fit_into(run / f"latent-{latent}", vae, data, echo, train_bound)
+        _fit_into(run / f"latent-{latent}", vae, data, echo, train_bound, source)
         curves[f"N_z = {latent}"] = {
             "samples": [row["epoch"] * len(data.x_train) for row in vae.history_],
             "train": [row["train_bound"] for row in vae.history_],
