@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from vaekit import VAE
 from vaekit.cli import main
@@ -167,3 +168,64 @@ def test_curves_of_a_run_without_a_model_yet(tmp_path, run):
     (tmp_path / "metrics.jsonl").write_bytes((run / "metrics.jsonl").read_bytes())
     assert main(["plot", "curves", str(tmp_path)]) == 0
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_eval_refuses_a_data_file_changed_since_training(tmp_path, data, capsys):
+    """Its held-out split would be another one, holding rows the model trained on."""
+    path = tmp_path / "img.npy"
+    path.write_bytes(data.read_bytes())
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(path), *TINY, "-o", str(out)]) == 0
+    np.save(path, np.concatenate([np.load(data), np.load(data)[:50]]))
+    assert "changed since the run trained on it" in _error(capsys, ["eval", str(out), "--k", "5", "--quiet"])
+    assert main(["eval", str(out), "--data", str(data), "--k", "5", "--quiet"]) == 0  # other data: said
+
+
+def test_scatter_colours_by_class_labels_only_and_needs_two_points(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    x, y = (rng.random((120, 16)) > 0.5).astype(np.float32), rng.normal(size=(120, 2))
+    path = tmp_path / "vectors.npz"
+    np.savez(path, x_train=x[:100], x_test=x[100:], y_train=y[:100], y_test=y[100:])
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(path), *TINY, "-o", str(out)]) == 0
+    assert main(["plot", "scatter", str(out)]) == 0  # 2-D float y: no colour (was a ValueError)
+    assert "at least 2 test examples" in _error(capsys, ["plot", "scatter", str(out), "-n", "1"])
+
+
+def test_a_run_folder_inside_its_image_folder_is_refused(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        Image.fromarray((np.random.default_rng(i).random((8, 8)) * 255).astype(np.uint8)).save(
+            images / f"{i}.png"
+        )
+    err = _error(capsys, ["train", "--data", str(images), *TINY, "-o", str(images / "run")])
+    assert "inside the image folder" in err and not (images / "run").exists()
+
+
+def test_an_absurd_resize_is_refused_while_parsing(tmp_path, capsys):
+    assert main(["train", "--resize", "100000x100000", "-o", str(tmp_path / "r")]) == 2
+    assert "each from 1 to 4096" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_save_after_set_params_writes_the_fitted_model(tmp_path, data):
+    x = np.load(data).reshape(300, -1)
+    vae = VAE(latent_dim=3, hidden=(16,), epochs=1, verbose=False).fit(x)
+    vae.set_params(hidden=(8,), latent_dim=5)  # for the next fit; the fitted model is unchanged
+    vae.save(tmp_path / "m")
+    loaded = VAE.load(tmp_path / "m")
+    assert loaded.hidden == (16,) and loaded.latent_dim == 3
+    np.testing.assert_array_equal(loaded.transform(x), vae.transform(x))
+
+
+def test_partial_fit_refuses_static_binarization(data):
+    with pytest.raises(VaekitError, match="partial_fit cannot binarize='static'"):
+        VAE(binarize="static", hidden=(16,)).partial_fit(np.load(data).reshape(300, -1))
+
+
+def test_a_run_on_rows_that_are_not_images_still_draws_its_curves(tmp_path):
+    path = tmp_path / "rows.npy"
+    np.save(path, (np.random.default_rng(3).random((100, 7)) > 0.5).astype(np.float32))  # 7: no image
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(path), *TINY, "-o", str(out)]) == 0
+    assert (out / "curves.png").stat().st_size > 0 and not (out / "samples.png").exists()

@@ -28,6 +28,7 @@ from vaekit.likelihoods import LIKELIHOODS
 
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
+MAX_SIDE = 4096  # the largest --resize side: a 4096x4096 RGB image is 200 MB as float32 rows
 PLOTS = {
     "manifold": "decoded grid of a 2-D latent space",
     "interpolate": "strip between two test images through the latent mean",
@@ -57,8 +58,10 @@ def _size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}") from e
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive HxW such as 28x28, got {text!r}")
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(
+            f"expected HxW such as 28x28, each from 1 to {MAX_SIDE}, got {text!r}"
+        )
     return h, w
 
 
@@ -258,6 +261,11 @@ def _mtime(path: Path) -> int | None:
     return path.stat().st_mtime_ns if path.exists() else None
 
 
+def _digest(x: Any) -> str:
+    """SHA-256 of training rows ``(n, d)``: what a run records to know its data again."""
+    return hashlib.sha256(x.numpy().tobytes()).hexdigest()
+
+
 def _data_spec(data: str) -> str:
     """A data set's name, or a file's absolute path (so that --resume works from any folder)."""
     return data if data in DATASETS else str(Path(data).resolve())
@@ -338,13 +346,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is None:
         name = Path(source["data"]).stem
         run = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if Path(source["data"]).is_dir() and Path(source["data"]) in (run.resolve(), *run.resolve().parents):
+            raise VaekitError(f"{run}: is inside the image folder {source['data']}; write the run elsewhere")
         if writes:
             created = not run.exists()
             _prepare_run_folder(run, args.overwrite)
     try:
         resize = tuple(source["resize"]) if source["resize"] else None
         data = load_data(source["data"], resize=resize, seed=vae.seed)  # type: ignore[arg-type]
-        digest = hashlib.sha256(data.x_train.numpy().tobytes()).hexdigest()
+        digest = _digest(data.x_train)
         if source.setdefault("sha256", digest) != digest:
             raise VaekitError(
                 f"{source['data']}: the training data changed since the run in {run} started "
@@ -487,10 +497,17 @@ def _run_resize(vae: VAE) -> tuple[int, int] | None:
 def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str]:
     """Rows and labels of the test split of ``spec`` (default: the data the run trained on), held
     out as ``vaekit train`` held it out (same seed), and the data's name."""
-    spec = spec or (vae.source_ or {}).get("data")
+    source = vae.source_ or {}
+    own = spec is None or (spec not in DATASETS and _data_spec(spec) == source.get("data"))
+    spec = spec or source.get("data")
     if not isinstance(spec, str):
         raise VaekitError("the run does not record its training data; pass --data")
     data = load_data(spec, resize=_run_resize(vae), seed=vae.seed)
+    if own and source.get("sha256") not in (None, _digest(data.x_train)):
+        raise VaekitError(
+            f"{spec}: changed since the run trained on it (the SHA-256 of its training split differs), "
+            "so its held-out split is not the one the run held out; pass --data to evaluate on other data"
+        )
     return data.x_test, data.y_test, spec
 
 
@@ -559,6 +576,9 @@ def cmd_plot(args: argparse.Namespace) -> None:
         labels = None if y is None else y[: args.n].numpy()
         x, y = _targets(vae, x, y, args.n if args.kind == "scatter" else None, spec)
         if args.kind == "scatter":
+            if len(x) < 2:
+                raise VaekitError(f"scatter needs at least 2 test examples, {spec} has {len(x)}")
+            labels = labels if labels is not None and labels.ndim == 1 else None  # colour by class only
             plots.latent_scatter(vae.transform(x, y), labels, out)
             path = out
         else:

@@ -155,7 +155,9 @@ class VAE:
                 f"{what}: has {rows.shape[1]} features per example, the model was fitted on "
                 f"{self.n_features_in_}"
             )
-        problem = make_likelihood(self.likelihood, self.sigma).check_data(rows)
+        fitted = getattr(self, "module_", None)  # a fitted model checks against its own likelihood
+        likelihood = fitted.likelihood if fitted is not None else make_likelihood(self.likelihood, self.sigma)
+        problem = likelihood.check_data(rows)
         if problem:
             raise VaekitError(f"{what}: {problem}")
         if self.binarize != "none" and not 0 <= float(rows.min()) <= float(rows.max()) <= 1:
@@ -175,7 +177,7 @@ class VAE:
 
     def _cond(self, y: ArrayLike | int | None, n: int, what: str = "y") -> Tensor | None:
         """The condition ``(n, c)`` of a conditional model (None for an unconditional one)."""
-        if not self.conditional:
+        if not self.module_.cond_dim:  # as fitted (set_params changes the next fit only)
             return None
         cond = as_condition(y, n, self.module_.cond_dim, self.n_classes_, what)
         return cond.to(module_device(self.module_))
@@ -210,6 +212,7 @@ class VAE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
             self.module_ = VAEModule(n_features, model_cfg, cond[0], image_shape)
+        self._built_with = self.get_params()  # what config.json records for this model
         self.n_classes_ = cond[1]
         self.n_features_in_ = n_features
         self.image_shape_ = tuple(image_shape) if image_shape else None
@@ -300,6 +303,11 @@ class VAE:
     def partial_fit(self, X: ArrayLike, y: ArrayLike | None = None) -> VAE:
         """One optimisation step on the batch X (initialising the model on first use). Returns self."""
         self._configs()
+        if self.binarize == "static":  # one fixed draw per example needs the whole data set: fit()
+            raise VaekitError(
+                "partial_fit cannot binarize='static' (one fixed draw per example of the "
+                "whole data set); use binarize='dynamic', or binarize X yourself"
+            )
         x = self._rows(X)
         if not hasattr(self, "module_"):
             self._build(x.shape[1], _image_shape_of(X), self._condition_setup(y))
@@ -385,7 +393,8 @@ class VAE:
 
     def _record(self) -> dict[str, Any]:
         """The contents of ``config.json``: arguments, input shapes, conditions, version, data source."""
-        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.get_params().items()}
+        # the arguments the model was built with: set_params after fit changes only the next fit
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self._built_with.items()}
         params["hidden"] = [int(h) for h in params["hidden"]]
         record = {
             "vaekit_version": __version__,

@@ -217,25 +217,22 @@ def sample_grid(
 
 
 def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
-    """samples.png, reconstructions.png, curves.png, manifold.png.
+    """samples.png, reconstructions.png, manifold.png (images only) and curves.png (every run).
 
     samples.png has a row of 8 samples per class of a model conditioned on labels, or per
     each of the first 8 conditions in ``y_test`` of a model conditioned on vectors.
     """
-    if vae.image_shape_ is None:
-        return []
+    written = []
     shape = vae.image_shape_
-    y32 = y_test[:32] if vae.conditional and y_test is not None else None
-    vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
-    written = [
-        save_png(sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors), run / "samples.png"),
-        save_png(
-            reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape),
-            run / "reconstructions.png",
-        ),
-    ]
-    if vae.latent_dim == 2 and not vae.conditional:
-        written.append(save_png(manifold_picture(vae, shape), run / "manifold.png"))
+    if shape is not None:  # pictures of data need images; the curves do not
+        y32 = y_test[:32] if vae.conditional and y_test is not None else None
+        vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
+        samples = sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors)
+        written.append(save_png(samples, run / "samples.png"))
+        recon = reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape)
+        written.append(save_png(recon, run / "reconstructions.png"))
+        if vae.latent_dim == 2 and not vae.conditional:
+            written.append(save_png(manifold_picture(vae, shape), run / "manifold.png"))
     if vae.history_:
         written.append(training_curves(vae.history_, run / "curves.png"))
     return written
