@@ -229,3 +229,24 @@ def test_a_run_on_rows_that_are_not_images_still_draws_its_curves(tmp_path):
     out = tmp_path / "r"
     assert main(["train", "--data", str(path), *TINY, "-o", str(out)]) == 0
     assert (out / "curves.png").stat().st_size > 0 and not (out / "samples.png").exists()
+
+
+def test_a_run_folder_being_written_is_refused_to_a_second_command(run, data, capsys):
+    from vaekit import storage
+
+    before = _files(run)
+    with storage.exclusive(run):  # as a `vaekit train` in another process holds it
+        err = _error(capsys, ["train", "--data", str(data), *TINY, "-o", str(run), "--overwrite"])
+    assert "another vaekit command is writing this run folder" in err
+    assert _files(run) == before
+
+
+def test_resuming_a_finished_run_without_its_checkpoint_is_refused(tmp_path, run, capsys):
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name, content in _files(run).items():
+        if name != "checkpoint.safetensors":
+            (copy / name).write_bytes(content)
+    before = _files(copy)
+    assert "no checkpoint to resume" in _error(capsys, ["train", "--resume", str(copy), "--quiet"])
+    assert _files(copy) == before  # not silently trained again from scratch

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import typing
+from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,10 @@ def _resume_settings(
         raise VaekitError("--resume continues RUN in place; leave out -o/--out and --overwrite")
     if not run.is_dir():
         raise VaekitError(f"{run}: no such run folder")
+    if (run / storage.WEIGHTS).exists() and not (run / checkpoint.CHECKPOINT).exists():
+        raise VaekitError(
+            f"{run}: the run has finished (model.safetensors) and holds no checkpoint to resume"
+        )
     config = storage.read_json(run / storage.CONFIG)
     try:
         params, source = dict(config["params"]), dict(config["source"])
@@ -351,6 +356,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if writes:
             created = not run.exists()
             _prepare_run_folder(run, args.overwrite)
+    with storage.exclusive(run) if writes else nullcontext():
+        return _train_into(args, vae, run, source, created, writes)
+
+
+def _train_into(
+    args: argparse.Namespace, vae: VAE, run: Path, source: dict[str, Any], created: bool, writes: bool
+) -> int:
+    """Read the data, train into the run folder (the caller holds its lock) and draw the pictures."""
     try:
         resize = tuple(source["resize"]) if source["resize"] else None
         data = load_data(source["data"], resize=resize, seed=vae.seed)  # type: ignore[arg-type]

@@ -9,10 +9,13 @@ infinity, which vaekit never writes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,28 @@ def make_folder(folder: Path, what: str = "folder") -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VaekitError(f"{folder}: cannot create the {what} ({e.strerror or e})") from e
+
+
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder while a command writes it, so that a second command on
+    the same folder stops with a VaekitError instead of interleaving its files with the first's.
+
+    The lock (flock) is on the folder itself: no lock file to leave behind, and the kernel releases
+    it when the process ends, however it ends.
+    """
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise VaekitError(
+                f"{folder}: another vaekit command is writing this run folder; "
+                "wait for it to end or use another -o"
+            ) from e
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_writable(folder: Path) -> None:
