@@ -29,6 +29,7 @@ from vaekit.likelihoods import LIKELIHOODS
 
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
+_OUT_HELP = "file to write (default: %(default)s, in the current folder)"
 MAX_SIDE = 4096  # the largest --resize side: a 4096x4096 RGB image is 200 MB as float32 rows
 PLOTS = {
     "manifold": "decoded grid of a 2-D latent space",
@@ -171,18 +172,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--out", type=Path, default=Path("samples.png"))
+    p.add_argument("-o", "--out", type=Path, default=Path("samples.png"), help=_OUT_HELP)
 
     p = sub.add_parser("reconstruct", help="picture of inputs above their reconstructions")
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file")
     p.add_argument("-n", type=_count, default=32, help="number of inputs shown (default: 32)")
-    p.add_argument("-o", "--out", type=Path, default=Path("reconstructions.png"))
+    p.add_argument("-o", "--out", type=Path, default=Path("reconstructions.png"), help=_OUT_HELP)
 
     p = sub.add_parser("encode", help="posterior means of data, saved as .npy")
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True)
-    p.add_argument("-o", "--out", type=Path, default=Path("z.npy"))
+    p.add_argument("-o", "--out", type=Path, default=Path("z.npy"), help=_OUT_HELP)
 
     p = sub.add_parser("eval", help="test ELBO and importance-sampled log p(x); writes eval.json")
     p.add_argument("run", type=Path)
@@ -216,13 +217,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file (every row)")
     p.add_argument("--k", type=_count, default=1000, help="importance samples per example (default: 1000)")
     p.add_argument("-n", type=_count, help="score only the first n examples")
-    p.add_argument("-o", "--out", type=Path, default=Path("scores.csv"))
+    p.add_argument("-o", "--out", type=Path, default=Path("scores.csv"), help=_OUT_HELP)
 
     p = sub.add_parser("decode", help="decoder means of latents from a .npy file, saved as .npy")
     p.add_argument("run", type=Path)
     p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
-    p.add_argument("-o", "--out", type=Path, default=Path("x.npy"))
+    p.add_argument("-o", "--out", type=Path, default=Path("x.npy"), help=_OUT_HELP)
     return parser
 
 
