@@ -250,3 +250,19 @@ def test_resuming_a_finished_run_without_its_checkpoint_is_refused(tmp_path, run
     before = _files(copy)
     assert "no checkpoint to resume" in _error(capsys, ["train", "--resume", str(copy), "--quiet"])
     assert _files(copy) == before  # not silently trained again from scratch
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_fitted_model_trains_on_exactly_as_the_original(data, how):
+    """A copy must not lose the flat parameter buffer (its views are copied apart otherwise)."""
+    import copy
+    import pickle
+
+    x = np.load(data).reshape(300, -1)
+    vae = VAE(hidden=(16,), epochs=1, verbose=False).fit(x)
+    before = vae.transform(x)
+    twin = copy.deepcopy(vae) if how == "deepcopy" else pickle.loads(pickle.dumps(vae))
+    for model in (vae, twin):
+        model.partial_fit(x[:20]).partial_fit(x[20:40])
+    np.testing.assert_array_equal(twin.transform(x), vae.transform(x))
+    assert not np.array_equal(vae.transform(x), before)  # the steps changed the weights
