@@ -266,3 +266,13 @@ def test_a_copied_fitted_model_trains_on_exactly_as_the_original(data, how):
         model.partial_fit(x[:20]).partial_fit(x[20:40])
     np.testing.assert_array_equal(twin.transform(x), vae.transform(x))
     assert not np.array_equal(vae.transform(x), before)  # the steps changed the weights
+
+
+def test_partial_fit_learns_the_class_count_from_classes_on_the_first_call(data):
+    x = np.load(data).reshape(300, -1)
+    streamed = VAE(conditional=True, hidden=(16,), verbose=False)
+    streamed.partial_fit(x[:4], [0, 1, 0, 1], classes=[0, 1, 2])
+    streamed.partial_fit(x[4:8], [0, 1, 2, 2])  # label 2 first seen here
+    assert streamed.n_classes_ == 3 and streamed.module_.cond_dim == 3
+    with pytest.raises(VaekitError, match="pass classes= on the first call"):
+        VAE(conditional=True, hidden=(16,)).partial_fit(x[:4], [0, 1, 0, 1]).partial_fit(x[4:6], [2, 2])

@@ -64,5 +64,8 @@ def as_condition(y: Any, n: int, cond_dim: int, n_classes: int | None, what: str
         raise VaekitError(f"{what}: expected class labels (n,) in 0..{n_classes - 1}, got shape {a.shape}")
     labels = class_labels(a, what)
     if labels.max() >= n_classes:
-        raise VaekitError(f"{what}: label {labels.max()} but the model knows classes 0..{n_classes - 1}")
+        raise VaekitError(
+            f"{what}: label {labels.max()} but the model knows classes 0..{n_classes - 1} "
+            "(with partial_fit, pass classes= on the first call)"
+        )
     return torch.nn.functional.one_hot(torch.from_numpy(labels), n_classes).float()

@@ -300,8 +300,12 @@ class VAE:
             self.trainer_.fit(x, cond, on_epoch_end=record, on_checkpoint=save)
         return self
 
-    def partial_fit(self, X: ArrayLike, y: ArrayLike | None = None) -> VAE:
-        """One optimisation step on the batch X (initialising the model on first use). Returns self."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike | None = None, classes: ArrayLike | None = None) -> VAE:
+        """One optimisation step on the batch X (initialising the model on first use). Returns self.
+
+        classes : every class label of a label-conditional model, on the first call (as in
+            scikit-learn), when the first batch does not hold the highest one; ignored afterwards
+        """
         self._configs()
         if self.binarize == "static":  # one fixed draw per example needs the whole data set: fit()
             raise VaekitError(
@@ -310,7 +314,10 @@ class VAE:
             )
         x = self._rows(X)
         if not hasattr(self, "module_"):
-            self._build(x.shape[1], _image_shape_of(X), self._condition_setup(y))
+            cond = self._condition_setup(y)
+            if classes is not None and cond[1] is not None:
+                cond = self._condition_setup(classes)  # labels: K = max(classes) + 1 one-hot columns
+            self._build(x.shape[1], _image_shape_of(X), cond)
         self.trainer_.train_step(x, self._cond(y, len(x)))
         return self
 
