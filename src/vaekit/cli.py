@@ -637,8 +637,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `vaekit eval RUN | head`: stop quietly, as other commands do
+    except BrokenPipeError:  # e.g. `vaekit eval RUN | head`: stop with one line, as other commands do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        print("vaekit: stopped: standard output was closed", file=sys.stderr)
         return 141
     finally:
         parallel.leave_process_group()
