@@ -9,7 +9,6 @@ infinity, which vaekit never writes.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -25,6 +24,11 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from vaekit.errors import VaekitError
+
+try:
+    import fcntl  # POSIX; on Windows run folders are not locked
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -71,6 +75,9 @@ def exclusive(folder: Path) -> Iterator[None]:
     The lock (flock) is on the folder itself: no lock file to leave behind, and the kernel releases
     it when the process ends, however it ends.
     """
+    if fcntl is None:
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         try:
