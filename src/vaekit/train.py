@@ -117,7 +117,6 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self._bad_run = torch.zeros((), device=self.device)  # current run of non-finite steps
         self._worst_run = torch.zeros((), device=self.device)  # longest such run since the last check
-        self._skipped = torch.zeros((), device=self.device)  # 1 if the last step was skipped, else 0
         # where the current epoch stands, so that a checkpoint can resume inside it
         self._perm: Tensor | None = None  # (n,) this epoch's data order; None between epochs
         self._batch = 0  # minibatches of this epoch done
@@ -176,7 +175,6 @@ class Trainer:
         self.optimizer.step()
         self._bad_run = (self._bad_run + 1.0) * bad
         self._worst_run = torch.maximum(self._worst_run, self._bad_run)
-        self._skipped = bad
         self.step += 1
         return ELBOTerms(terms.recon.detach(), terms.kl.detach())
 
@@ -254,7 +252,7 @@ class Trainer:
         for xb, yb in bar:
             terms = self.train_step(xb, yb)
             sums = torch.stack((terms.recon.sum(), terms.kl.sum(), terms.kl.new_tensor(len(terms.kl))))
-            self._sums += sums.nan_to_num_() * (1.0 - self._skipped)  # a skipped step does not count
+            self._sums += sums.nan_to_num_() * (self._bad_run == 0)  # a skipped step (run > 0) does not count
             self._batch += 1
             if self.config.verbose and self._batch % 25 == 0:  # a host read: verbose only
                 recon, kl, seen = self._sums.tolist()
