@@ -29,21 +29,21 @@ class FlatParameters:
     def __init__(self, module: nn.Module) -> None:
         self.params = list(module.parameters())
         self.theta = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in self.params]))
-        self.theta.grad = torch.zeros_like(self.theta)
         self._home()
 
     def __setstate__(self, state: dict) -> None:
         """After ``copy.deepcopy`` or pickling the parameters and ``theta`` no longer share memory
         (views are copied apart): make the parameters views of the copied ``theta`` again."""
         self.__dict__.update(state)
+        self._home()
+
+    def _home(self) -> None:
+        """Copy the parameters' values into ``theta`` and make each parameter's data (and gradient)
+        a view of its slice of ``theta`` (``theta.grad``, zeros if there is none yet)."""
         with torch.no_grad():
             self.theta.copy_(torch.cat([p.detach().reshape(-1) for p in self.params]))
         if self.theta.grad is None:
             self.theta.grad = torch.zeros_like(self.theta)
-        self._home()
-
-    def _home(self) -> None:
-        """Make each parameter's data (and gradient) a view of its slice of ``theta`` (``theta.grad``)."""
         sizes = [p.numel() for p in self.params]
         data, grads = self.theta.detach().split(sizes), self.theta.grad.split(sizes)
         self._data = [d.view_as(p) for d, p in zip(data, self.params, strict=True)]
