@@ -45,9 +45,8 @@ RUN_OUTPUTS = (
     checkpoint.CHECKPOINT,
     METRICS,
     EVAL,
-    "samples.png",
-    "reconstructions.png",
-    *(f"{kind}.png" for kind in PLOTS),
+    *plots.RUN_PICTURES,
+    *(f"{kind}.png" for kind in PLOTS),  # vaekit plot's default outputs
 )
 
 

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
     from vaekit.estimator import VAE, ArrayLike
 
+#: the pictures :func:`write_pictures` puts in a run folder (``vaekit train --overwrite`` removes them)
+RUN_PICTURES = SAMPLES, RECONSTRUCTIONS, MANIFOLD, CURVES = (
+    "samples.png",
+    "reconstructions.png",
+    "manifold.png",
+    "curves.png",
+)
 SCALE = 2  # each pixel drawn as SCALE x SCALE, so 28x28 digits are legible
 PAD = 2  # pixels between tiles
 
@@ -228,11 +235,11 @@ def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) 
         y32 = y_test[:32] if vae.conditional and y_test is not None else None
         vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
         samples = sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors)
-        written.append(save_png(samples, run / "samples.png"))
+        written.append(save_png(samples, run / SAMPLES))
         recon = reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape)
-        written.append(save_png(recon, run / "reconstructions.png"))
+        written.append(save_png(recon, run / RECONSTRUCTIONS))
         if vae.latent_dim == 2 and not vae.conditional:
-            written.append(save_png(manifold_picture(vae, shape), run / "manifold.png"))
+            written.append(save_png(manifold_picture(vae, shape), run / MANIFOLD))
     if vae.history_:
-        written.append(training_curves(vae.history_, run / "curves.png"))
+        written.append(training_curves(vae.history_, run / CURVES))
     return written
