@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit import VAE, VaekitError, fused, storage
-from vaekit.checkpoint import CHECKPOINT
+from vaekit import VAE, VaekitError, fused, runs, storage
 from vaekit.cli import main
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.networks import LOGVAR_RANGE, VAEModule
+from vaekit.runs import CHECKPOINT
 from vaekit.train import MAX_BAD_STEPS, Trainer
 
 
@@ -298,7 +298,7 @@ def test_fit_creates_its_checkpoint_folder_or_says_why_it_cannot(tmp_path):
     x = np.random.default_rng(0).random((40, 6)).astype(np.float32)
     run = tmp_path / "new" / "run"
     VAE(latent_dim=2, hidden=(8,), epochs=1, batch_size=8).fit(x, checkpoint_dir=run)
-    assert (run / CHECKPOINT).is_file() and (run / storage.CONFIG).is_file()
+    assert (run / CHECKPOINT).is_file() and (run / runs.CONFIG).is_file()
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(VaekitError, match=r"file/run: cannot create the folder"):
         VAE(latent_dim=2, hidden=(8,), epochs=1).fit(x, checkpoint_dir=tmp_path / "file" / "run")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from vaekit import VAE, storage
-from vaekit.checkpoint import CHECKPOINT
 from vaekit.cli import main
+from vaekit.runs import CHECKPOINT
 from vaekit.train import Trainer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

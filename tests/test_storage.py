@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from vaekit import VAE, VaekitError, plots, storage
-from vaekit.checkpoint import CHECKPOINT
+from vaekit import VAE, VaekitError, plots, runs, storage
 from vaekit.cli import main
+from vaekit.runs import CHECKPOINT
 
 
 @contextmanager
@@ -105,7 +105,7 @@ def test_loading_weights_holding_nan_or_infinity_is_refused(tmp_path: Path, valu
     vae.save(folder)
     VAE.load(folder)  # intact: loads
     name = sorted(vae.module_.state_dict())[0]
-    _corrupt(folder / storage.WEIGHTS, name, values)
+    _corrupt(folder / runs.WEIGHTS, name, values)
     bad = sum(not np.isfinite(v) for v in values)
     with pytest.raises(VaekitError, match=rf"model\.safetensors: tensor {name} holds {bad} NaN or infinite"):
         VAE.load(folder)
@@ -115,8 +115,8 @@ def test_cli_refuses_a_run_whose_weights_hold_nan(
     run: Path, mnist_subset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = shutil.copytree(run, tmp_path / "bad")
-    _corrupt(bad / storage.WEIGHTS, "decoder.out.bias", [float("nan")])
-    message = f"{bad / storage.WEIGHTS}: tensor decoder.out.bias holds 1 NaN or infinite values"
+    _corrupt(bad / runs.WEIGHTS, "decoder.out.bias", [float("nan")])
+    message = f"{bad / runs.WEIGHTS}: tensor decoder.out.bias holds 1 NaN or infinite values"
     png = tmp_path / "s.png"
     assert message in _one_line_error(capsys, ["sample", str(bad), "-n", "4", "-o", str(png)])
     argv = ["eval", str(bad), "--data", str(mnist_subset), "--k", "2", "-n", "5", "--quiet"]

@@ -17,11 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vaekit import __version__, storage
+from vaekit import __version__, runs, storage
 from vaekit.errors import VaekitError
 from vaekit.train import Trainer
 
-CHECKPOINT = "checkpoint.safetensors"
 #: bumped whenever the layout changes; a checkpoint of another format is refused, not guessed at
 FORMAT = 2  # 2: the optimiser state of the flat parameter buffer (vaekit.flat)
 #: settings that may differ between a checkpoint and the run resuming it: they do not change any number
@@ -83,7 +82,7 @@ def _check_same_run(path: Path, saved: Any, record: dict[str, Any]) -> None:
     for key in sorted(set(ours) | set(theirs)):
         if ours.get(key) != theirs.get(key):
             raise VaekitError(
-                f"{path}: written for {key}={theirs.get(key)!r} but {storage.CONFIG} says "
+                f"{path}: written for {key}={theirs.get(key)!r} but {runs.CONFIG} says "
                 f"{ours.get(key)!r}; the checkpoint belongs to another run"
             )
 

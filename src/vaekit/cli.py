@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import checkpoint, parallel, plots, reproduce, storage
+from vaekit import checkpoint, parallel, plots, reproduce, runs, storage
 from vaekit.config import CONDITIONAL_LATENT_DIM, ModelConfig, TrainConfig
 from vaekit.data import DATASETS, load_data, load_rows
 from vaekit.errors import VaekitError
@@ -27,8 +27,6 @@ from vaekit.estimator import VAE
 from vaekit.evaluate import anomaly_scores, eval_table, evaluate
 from vaekit.likelihoods import LIKELIHOODS
 
-METRICS = "metrics.jsonl"
-EVAL = "eval.json"
 _OUT_HELP = "file to write (default: %(default)s, in the current folder)"
 MAX_SIDE = 4096  # the largest --resize side: a 4096x4096 RGB image is 200 MB as float32 rows
 PLOTS = {
@@ -40,12 +38,12 @@ PLOTS = {
 #: every file vaekit writes into a run folder; ``train --overwrite`` removes them all first, so that
 #: no result of the old run (eval.json, manifold.png of another latent size...) sits beside the new one
 RUN_OUTPUTS = (
-    storage.CONFIG,
-    storage.WEIGHTS,
-    checkpoint.CHECKPOINT,
-    METRICS,
-    EVAL,
-    *plots.RUN_PICTURES,
+    runs.CONFIG,
+    runs.WEIGHTS,
+    runs.CHECKPOINT,
+    runs.METRICS,
+    runs.EVAL,
+    *runs.PICTURES,
     *(f"{kind}.png" for kind in PLOTS),  # vaekit plot's default outputs
 )
 
@@ -282,22 +280,22 @@ def _resume_settings(
         raise VaekitError("--resume continues RUN in place; leave out -o/--out and --overwrite")
     if not run.is_dir():
         raise VaekitError(f"{run}: no such run folder")
-    if (run / storage.WEIGHTS).exists() and not (run / checkpoint.CHECKPOINT).exists():
+    if (run / runs.WEIGHTS).exists() and not (run / runs.CHECKPOINT).exists():
         raise VaekitError(
             f"{run}: the run has finished (model.safetensors) and holds no checkpoint to resume"
         )
-    config = storage.read_json(run / storage.CONFIG)
+    config = storage.read_json(run / runs.CONFIG)
     try:
         params, source = dict(config["params"]), dict(config["source"])
         saved = {**params, "data": source["data"], "resize": source["resize"]}
         unknown = sorted(set(params) - set(VAE().get_params()))
     except (KeyError, TypeError, ValueError) as e:
-        raise VaekitError(f"{run / storage.CONFIG}: not the config of a vaekit train run ({e})") from e
+        raise VaekitError(f"{run / runs.CONFIG}: not the config of a vaekit train run ({e})") from e
     if unknown:
-        raise VaekitError(f"{run / storage.CONFIG}: unknown settings {unknown} (written by another vaekit?)")
+        raise VaekitError(f"{run / runs.CONFIG}: unknown settings {unknown} (written by another vaekit?)")
     resize = source["resize"]
     if not isinstance(source["data"], str) or not (resize is None or _is_size(resize)):
-        raise VaekitError(f"{run / storage.CONFIG}: its source {source} is not a data set and size")
+        raise VaekitError(f"{run / runs.CONFIG}: its source {source} is not a data set and size")
     for name in [*names, "data", "resize"]:
         given = getattr(args, name, None)
         if given is None or name in checkpoint.RESUMABLE_CHANGES:
@@ -306,7 +304,7 @@ def _resume_settings(
         if ours != saved.get(name):
             raise VaekitError(
                 f"--{name.replace('_', '-')} {given} conflicts with {saved.get(name)!r} in "
-                f"{run / storage.CONFIG}; a resumed run keeps its settings (start a new run to change them)"
+                f"{run / runs.CONFIG}; a resumed run keeps its settings (start a new run to change them)"
             )
     if args.checkpoint_every is not None:
         params["checkpoint_every"] = args.checkpoint_every
@@ -324,8 +322,8 @@ def _discard_new_run(run: Path, created: bool) -> None:
     (nothing, or only the config.json that fit() writes before the first step)."""
     if not (created and run.is_dir()):
         return
-    if {p.name for p in run.iterdir()} <= {storage.CONFIG}:
-        (run / storage.CONFIG).unlink(missing_ok=True)
+    if {p.name for p in run.iterdir()} <= {runs.CONFIG}:
+        (run / runs.CONFIG).unlink(missing_ok=True)
         run.rmdir()
 
 
@@ -389,7 +387,7 @@ def _train_into(
         if not writes:
             return
         # the whole history, atomically: no lost or repeated rows whenever the run is killed
-        storage.write_jsonl(run / METRICS, vae.history_)
+        storage.write_jsonl(run / runs.METRICS, vae.history_)
         test = f", test ELBO {row['test_elbo']:.2f}" if "test_elbo" in row else ""
         print(
             f"epoch {int(row['epoch'])}: train ELBO {row['train_elbo']:.2f}{test} nats "
@@ -397,7 +395,7 @@ def _train_into(
             flush=True,
         )
 
-    ckpt = run / checkpoint.CHECKPOINT
+    ckpt = run / runs.CHECKPOINT
     if args.resume is None and writes:
         for name in RUN_OUTPUTS:
             (run / name).unlink(missing_ok=True)
@@ -424,7 +422,7 @@ def _train_into(
                 f"continue with: vaekit train --resume {run}",
                 file=sys.stderr,
             )
-        elif (run / storage.CONFIG).exists():
+        elif (run / runs.CONFIG).exists():
             print(
                 f"vaekit: interrupted before the first checkpoint; vaekit train --resume {run} starts "
                 "the run again from its first step",
@@ -544,10 +542,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         ),
     }
     try:
-        storage.write_json(args.run / EVAL, result)
+        storage.write_json(args.run / runs.EVAL, result)
     finally:  # the figures are shown even when the run folder cannot take eval.json
         print(eval_table(result, vae.samples))
-    print(f"{len(x)} test examples of {spec}; written to {args.run / EVAL}")
+    print(f"{len(x)} test examples of {spec}; written to {args.run / runs.EVAL}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -579,7 +577,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 def cmd_plot(args: argparse.Namespace) -> None:
     out = args.out or args.run / f"{args.kind}.png"
     if args.kind == "curves":  # from metrics.jsonl alone: an interrupted run has no model yet
-        print(plots.training_curves(storage.read_jsonl(args.run / METRICS), out))
+        print(plots.training_curves(storage.read_jsonl(args.run / runs.METRICS), out))
         return
     vae = VAE.load(args.run)
     if args.kind == "manifold":

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit import __version__, checkpoint, storage
+from vaekit import __version__, checkpoint, runs, storage
 from vaekit.conditions import as_condition, condition_setup
 from vaekit.config import (
     MAX_SEED,
@@ -286,12 +286,12 @@ class VAE:
 
         save = None
         if checkpoint_dir is not None:
-            path = Path(checkpoint_dir) / checkpoint.CHECKPOINT
+            path = Path(checkpoint_dir) / runs.CHECKPOINT
             if resume and path.exists():
                 self.history_ = checkpoint.load(path, self.trainer_, self._record())
             elif not resume:
                 storage.make_folder(Path(checkpoint_dir))
-                storage.write_json(Path(checkpoint_dir) / storage.CONFIG, self._record())
+                storage.write_json(Path(checkpoint_dir) / runs.CONFIG, self._record())
 
             def save() -> None:
                 checkpoint.save(path, self.trainer_, self._record(), self.history_)
@@ -395,8 +395,8 @@ class VAE:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise VaekitError(f"{folder}: cannot create the folder ({e.strerror or e})") from e
-        storage.save_tensors(folder / storage.WEIGHTS, module.state_dict())
-        storage.write_json(folder / storage.CONFIG, self._record())
+        storage.save_tensors(folder / runs.WEIGHTS, module.state_dict())
+        storage.write_json(folder / runs.CONFIG, self._record())
 
     def _record(self) -> dict[str, Any]:
         """The contents of ``config.json``: arguments, input shapes, conditions, version, data source."""
@@ -421,7 +421,7 @@ class VAE:
         folder = Path(folder)
         if not folder.is_dir():
             raise VaekitError(f"{folder}: no such model folder")
-        config = storage.read_json(folder / storage.CONFIG)
+        config = storage.read_json(folder / runs.CONFIG)
         try:
             params = {**config["params"], "hidden": tuple(config["params"]["hidden"])}
             if params.get("device") == "cuda" and not torch.cuda.is_available():
@@ -432,9 +432,9 @@ class VAE:
             vae._build(config["n_features_in"], tuple(shape) if isinstance(shape, list) else shape, cond)
             vae.source_ = config.get("source")
         except (KeyError, TypeError, ValueError, AttributeError, VaekitError) as e:
-            raise VaekitError(f"{folder / storage.CONFIG}: not a vaekit model config ({e})") from e
-        tensors = storage.load_tensors(folder / storage.WEIGHTS)
-        storage.load_state(vae.module_, tensors, folder / storage.WEIGHTS)
+            raise VaekitError(f"{folder / runs.CONFIG}: not a vaekit model config ({e})") from e
+        tensors = storage.load_tensors(folder / runs.WEIGHTS)
+        storage.load_state(vae.module_, tensors, folder / runs.WEIGHTS, folder / runs.CONFIG)
         return vae
 
 

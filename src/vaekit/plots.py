@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from vaekit.errors import VaekitError
+from vaekit.runs import CURVES, MANIFOLD, RECONSTRUCTIONS, SAMPLES
 from vaekit.storage import atomic_write
 
 if TYPE_CHECKING:
@@ -20,13 +21,6 @@ if TYPE_CHECKING:
 
     from vaekit.estimator import VAE, ArrayLike
 
-#: the pictures :func:`write_pictures` puts in a run folder (``vaekit train --overwrite`` removes them)
-RUN_PICTURES = SAMPLES, RECONSTRUCTIONS, MANIFOLD, CURVES = (
-    "samples.png",
-    "reconstructions.png",
-    "manifold.png",
-    "curves.png",
-)
 SCALE = 2  # each pixel drawn as SCALE x SCALE, so 28x28 digits are legible
 PAD = 2  # pixels between tiles
 

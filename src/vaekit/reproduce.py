@@ -23,14 +23,13 @@ from typing import Any
 
 import torch
 
-from vaekit import __version__, plots, storage
+from vaekit import __version__, plots, runs, storage
 from vaekit.data import Data
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
 from vaekit.evaluate import elbo_summary, eval_table, evaluate, importance_log_likelihood
 from vaekit.train import BURDA_EPOCHS, BURDA_STAGES
 
-METRICS = "metrics.jsonl"
 RECORD = "reproduce.json"
 
 Echo = Callable[[str], None]
@@ -118,11 +117,11 @@ def _fit_into(
         and ``plot`` find the run's data by themselves
     """
     run.mkdir(parents=True, exist_ok=True)
-    (run / METRICS).unlink(missing_ok=True)
+    (run / runs.METRICS).unlink(missing_ok=True)
 
     def log_epoch(row: dict[str, float]) -> None:
         row.update(extra(vae) if extra is not None else {})  # row is the last of vae.history_
-        storage.write_jsonl(run / METRICS, vae.history_)
+        storage.write_jsonl(run / runs.METRICS, vae.history_)
         echo(
             f"epoch {int(row['epoch'])}/{vae.epochs}: train ELBO {row['train_elbo']:.2f}, "
             f"test ELBO {row['test_elbo']:.2f} nats (lr {row['lr']:.2e}, {row['seconds']:.1f} s)"
@@ -217,7 +216,7 @@ def burda2015(
         "binarization_seed": vae.seed + 2,
         **evaluate(vae.module_, x, k, vae.samples, vae.estimator, vae.seed, progress=progress),
     }
-    storage.write_json(run / "eval.json", result)
+    storage.write_json(run / runs.EVAL, result)
     nll = -result["log_px"]
     _record(run, {**record, "status": "done", "test_nll": nll, "test_nll_sem": result["log_px_sem"]})
     echo(eval_table(result, vae.samples))

@@ -30,9 +30,6 @@ try:
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-CONFIG = "config.json"
-WEIGHTS = "model.safetensors"
-
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that the file is either the old one or the complete new one.
@@ -192,15 +189,16 @@ def load_tensors_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict
     return tensors, metadata
 
 
-def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path) -> None:
-    """Load weights into ``module``, refusing missing, extra or mis-shaped tensors."""
+def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path, config: Path) -> None:
+    """Load weights read from ``where`` into ``module`` (built from ``config``), refusing missing,
+    extra or mis-shaped tensors."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     shapes = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
     if missing or extra or shapes:
         raise VaekitError(
-            f"{where}: weights do not match the model in {CONFIG} "
+            f"{where}: weights do not match the model in {config.name} "
             f"(missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {shapes[:3]})"
         )
     module.load_state_dict(tensors)
