@@ -26,7 +26,7 @@ def test_conv_module_gives_every_likelihood_its_parameters(shape, likelihood):
     terms = elbo(module, x, y, samples=2)
     terms.loss().backward()
     assert torch.isfinite(terms.elbo).all()
-    for p in (*module.features.parameters(), *module.to_data.parameters()):
+    for p in (*module.encoder.features.parameters(), *module.decoder.to_data.parameters()):
         assert p.grad is not None and p.grad.abs().sum() > 0
 
 
@@ -57,7 +57,7 @@ def test_conv_features_are_translation_equivariant():
     image[0, 8:16, 6:20] = torch.rand(8, 14)
     shifted = torch.roll(image, shifts=4, dims=1)  # 4 rows down; the content stays inside
     with torch.no_grad():
-        maps = [module.features.net(im[None]) for im in (image, shifted)]  # (1, 64, 7, 7) each
+        maps = [module.encoder.features.net(im[None]) for im in (image, shifted)]  # (1, 64, 7, 7) each
     torch.testing.assert_close(maps[1][..., 2:6, :], maps[0][..., 1:5, :])
     assert not torch.allclose(maps[0], maps[1])
 

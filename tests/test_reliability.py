@@ -209,7 +209,10 @@ def _rewrite_checkpoint(run, change):
     "change, message",
     [
         (lambda t, m: m.update(format=99), "checkpoint format 99"),
-        (lambda t, m: m["record"]["params"].update(latent_dim=5), "latent_dim=5 but config.json says 2"),
+        (
+            lambda t, m: m["record"]["params"].update(latent_dim=5),
+            "latent_dim=5 but this run has latent_dim=2",
+        ),
         (lambda t, m: t.pop("generator"), "not a usable vaekit checkpoint"),
         (
             lambda t, m: t.update({"module.decoder.out.bias": torch.zeros(3)}),

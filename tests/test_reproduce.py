@@ -2,18 +2,24 @@
 on a small subset (the full protocols take days; their measured results are in benchmarks/RESULTS.md)."""
 
 import json
+import random
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from vaekit import VAE, VaekitError
+from vaekit import VAE, VaekitError, storage
 from vaekit.cli import main
 from vaekit.config import TrainConfig
 from vaekit.data import load_data
-from vaekit.reproduce import KINGMA_LATENTS, Budget, _epochs_within, kingma2013, parse_budget
-from vaekit.train import burda_stage, scheduled_lr
+from vaekit.optim import burda_stage, scheduled_lr
+from vaekit.reproduce import KINGMA_LATENTS, Budget, Settings, _epochs_within, kingma2013, parse_budget
+from vaekit.runs import Run
 
 #: Burda et al. (2015): stage i ends after 1 + 3 + ... + 3^i epochs, at learning rate 1e-3 * 10^(-i/7)
 STAGE_ENDS = [1, 4, 13, 40, 121, 364, 1093, 3280]
@@ -43,7 +49,7 @@ def test_burda_schedule_scaled_to_a_budget_keeps_the_proportions():
 def test_trainer_follows_the_schedule_step_by_step_and_uses_adam_eps():
     config = TrainConfig(lr_schedule="burda", adam_eps=1e-4, epochs=2, batch_size=10)
     vae = VAE(latent_dim=2, hidden=(8,), lr_schedule="burda", adam_eps=1e-4, epochs=2, batch_size=10)
-    vae._build(4, None)
+    vae._build(4, None, (0, None))
     trainer = vae.trainer_
     assert trainer.optimizer.param_groups[0]["eps"] == 1e-4
     seen, step = [], trainer.optimizer.step
@@ -96,7 +102,7 @@ def _reproduce(capsys, *argv):
 
 
 def test_burda2015_end_to_end_is_deterministic_and_agrees_with_vaekit_eval(tmp_path, mnist_subset, capsys):
-    args = ["burda2015", "--budget", "1", "--data", str(mnist_subset), "--k", "50"]
+    args = ["burda2015", "--budget", "1", "--data", str(mnist_subset), "--eval-k", "50"]
     out = _reproduce(capsys, *args, "-o", str(tmp_path / "a"))
     assert "SHORTENED: 1 of the paper's 3280 epochs" in out and "86.76" in out
     run = tmp_path / "a"
@@ -124,8 +130,10 @@ def test_kingma2013_draws_figure_2_from_its_runs(tmp_path, mnist_subset):
     """Two of the five latent sizes (KINGMA_LATENTS), two epochs each, on 1000 digits."""
     run = tmp_path / "k"
     lines = []
+    settings = Settings(Budget(epochs=2), data=str(mnist_subset))
+    target = Run.create(run)
     curves = kingma2013(
-        run, load_data(mnist_subset), Budget(epochs=2), latents=(3, 20), progress=False, echo=lines.append
+        target, load_data(mnist_subset), settings, progress=False, echo=lines.append, latents=(3, 20)
     )
     assert KINGMA_LATENTS == (3, 5, 10, 20, 200) and any("SHORTENED" in line for line in lines)
     assert json.loads((run / "figure2.json").read_text()) == curves and list(curves) == [
@@ -151,3 +159,126 @@ def test_reproduce_bad_budget_is_one_line_and_creates_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("vaekit: error: --budget") and "\n" not in err
     assert not (tmp_path / "r").exists()
+
+
+def _vaekit(*argv):
+    return subprocess.Popen(
+        [sys.executable, "-m", "vaekit", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _run_killed(argv, run, kill_when, rng):
+    """Run ``vaekit ARGV -o RUN``, SIGKILL it at each moment of ``kill_when`` (a predicate on the run
+    folder, then a random delay), rerun the same command with --resume after each kill, and return the
+    number of kills that hit a running command."""
+    kills = 0
+    proc = _vaekit(*argv, "-o", str(run))
+    for ready in kill_when:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not ready(run) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+        proc = _vaekit(*argv, "-o", str(run), "--resume")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return kills
+
+
+def _status(run):
+    try:
+        return json.loads((run / "reproduce.json").read_text())["status"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return ""
+
+
+def _same_files(a, b, names):
+    for name in names:
+        if name.endswith(".safetensors"):
+            x, y = storage.load_tensors(a / name), storage.load_tensors(b / name)
+            assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+        else:
+            assert json.loads((a / name).read_text()) == json.loads((b / name).read_text()), name
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_kingma2013_killed_at_random_moments_resumes_bit_for_bit(tmp_path, mnist_subset):
+    argv = ["reproduce", "kingma2013", "--budget", "2", "--data", str(mnist_subset), "--quiet"]
+    assert main([*argv, "-o", str(tmp_path / "ref")]) == 0
+    moments = [
+        lambda run: (run / "latent-3" / "checkpoint.safetensors").exists(),  # in the first latent size
+        lambda run: (run / "latent-5" / "config.json").exists(),  # in the second
+        lambda run: "latent size 10 done" in _status(run),  # a later one
+    ]
+    kills = _run_killed(argv, tmp_path / "run", moments, random.Random(0))
+    assert kills >= 2
+    for latent in KINGMA_LATENTS:
+        _same_files(
+            tmp_path / "run" / f"latent-{latent}",
+            tmp_path / "ref" / f"latent-{latent}",
+            ["model.safetensors"],
+        )
+    _same_files(tmp_path / "run", tmp_path / "ref", ["figure2.json"])
+    assert _status(tmp_path / "run") == "done"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_burda2015_killed_in_training_and_in_evaluation_resumes_bit_for_bit(tmp_path, mnist_subset):
+    argv = ["reproduce", "burda2015", "--budget", "1", "--eval-n", "200", "--eval-k", "1500"]
+    argv += ["--data", str(mnist_subset), "--quiet"]
+    assert main([*argv, "-o", str(tmp_path / "ref")]) == 0
+    moments = [
+        lambda run: (run / "config.json").exists(),  # training
+        lambda run: (run / "eval-progress.safetensors").exists(),  # evaluating, some examples done
+    ]
+    kills = _run_killed(argv, tmp_path / "run", moments, random.Random(1))
+    assert kills >= 1
+    _same_files(tmp_path / "run", tmp_path / "ref", ["model.safetensors", "eval.json"])
+    record = json.loads((tmp_path / "run" / "reproduce.json").read_text())
+    assert record["status"] == "done" and record["eval_n"] == 200 and record["k"] == 1500
+
+
+def test_reproduce_resume_refuses_other_settings_and_takes_the_lock(tmp_path, mnist_subset, capsys):
+    argv = ["reproduce", "burda2015", "--budget", "1", "--eval-n", "20", "--eval-k", "10"]
+    argv += ["--data", str(mnist_subset), "--quiet", "-o", str(tmp_path / "r")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv[:-2], "--eval-k", "20", "-o", str(tmp_path / "r"), "--resume"]) == 2
+    assert "resume with the same command" in capsys.readouterr().err
+    with storage.exclusive(tmp_path / "r"):  # another command holds the run folder
+        assert main([*argv, "--resume"]) == 2
+    assert "another vaekit command is writing this run folder" in capsys.readouterr().err
+    assert main(["reproduce", "burda2015", "--resume", "--quiet"]) == 2
+    assert "--resume needs the run folder" in capsys.readouterr().err
+
+
+def test_a_shortened_evaluation_is_marked_and_a_minutes_budget_covers_it(tmp_path, mnist_subset, capsys):
+    argv = ["reproduce", "burda2015", "--budget", "1", "--eval-n", "20", "--eval-k", "10", "--quiet"]
+    assert main([*argv, "--data", str(mnist_subset), "-o", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "SHORTENED" in out and "evaluation with k = 10 on 20 test digits" in out
+    result = json.loads((tmp_path / "r" / "eval.json").read_text())
+    assert result["n"] == 20 and result["k"] == 10
+    # a minutes budget times the evaluation too: 0.2 min cannot hold k = 5000 on 200 digits and an epoch,
+    # so it evaluates fewer digits (at most half the budget) rather than running far past it
+    assert (
+        main(
+            [
+                "reproduce",
+                "burda2015",
+                "--budget",
+                "0.2m",
+                "--data",
+                str(mnist_subset),
+                "--quiet",
+                "-o",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
+    record = json.loads((tmp_path / "m" / "reproduce.json").read_text())
+    assert record["eval_n"] < 200 and record["shortened"] and record["epochs"] >= 1

@@ -8,5 +8,6 @@ __version__ = "0.1.0"
 
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
+from vaekit.networks import NetworkSpec, register_architecture
 
-__all__ = ["VAE", "VaekitError", "__version__"]
+__all__ = ["VAE", "NetworkSpec", "VaekitError", "__version__", "register_architecture"]

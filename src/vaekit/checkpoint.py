@@ -1,9 +1,9 @@
 """Checkpoints of a training run: one safetensors file, written atomically, resumed bit-exactly.
 
-``checkpoint.safetensors`` in a run folder holds the trainer's tensors (weights,
+The checkpoint of a run folder (:data:`vaekit.runs.CHECKPOINT`) holds the trainer's tensors (weights,
 optimiser moments, the RNG state of data order, eps and binarization, the current
 epoch's permutation and running sums) and, as the safetensors metadata, one JSON
-document: the checkpoint format, the model record of ``config.json``, the step,
+document: the checkpoint format, the model record of the run's config, the step,
 epoch and in-epoch position, and the metrics of the epochs done. Nothing is pickled.
 """
 
@@ -17,18 +17,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vaekit import __version__, runs, storage
+from vaekit import __version__, storage
 from vaekit.errors import VaekitError
+from vaekit.optim import LR_SCHEDULES
 from vaekit.train import Trainer
 
 #: bumped whenever the layout changes; a checkpoint of another format is refused, not guessed at
 FORMAT = 2  # 2: the optimiser state of the flat parameter buffer (vaekit.flat)
 #: settings that may differ between a checkpoint and the run resuming it: they do not change any number
 RESUMABLE_CHANGES = ("checkpoint_every", "verbose")
+#: a setting that may grow: more epochs extend a run whose learning rate does not depend on its length
+EXTENDABLE = "epochs"
 
 
 def save(path: Path, trainer: Trainer, record: dict[str, Any], history: list[dict[str, float]]) -> None:
-    """Write the trainer's state, the run's ``record`` (config.json) and ``history`` atomically.
+    """Write the trainer's state, the run's ``record`` (its config) and ``history`` atomically.
 
     Raises VaekitError (leaving the previous checkpoint intact) if the disk refuses the
     write or a tensor is not finite.
@@ -45,7 +48,7 @@ def save(path: Path, trainer: Trainer, record: dict[str, Any], history: list[dic
 def load(path: Path, trainer: Trainer, record: dict[str, Any]) -> list[dict[str, float]]:
     """Restore ``trainer`` from the checkpoint at ``path``; returns the metrics of the epochs done.
 
-    record : the run's config.json contents; a checkpoint written for other settings,
+    record : the run's config (:meth:`vaekit.VAE.config_record`); a checkpoint written for other settings,
         by another checkpoint format, or not by vaekit at all is a VaekitError.
     """
     tensors, metadata = storage.load_tensors_and_metadata(path)
@@ -60,6 +63,7 @@ def load(path: Path, trainer: Trainer, record: dict[str, Any]) -> list[dict[str,
             f"resumed by vaekit {__version__} (format {FORMAT}); start a new run"
         )
     _check_same_run(path, meta.get("record"), record)
+    _check_extension(path, meta, record["params"])
     try:
         trainer.load_state_dict(tensors, meta["state"])
         history = meta["history"]
@@ -71,10 +75,10 @@ def load(path: Path, trainer: Trainer, record: dict[str, Any]) -> list[dict[str,
 
 
 def _check_same_run(path: Path, saved: Any, record: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose model or training settings differ from the run's config.json."""
+    """Refuse a checkpoint whose model or training settings differ from the run's config."""
     if not isinstance(saved, dict) or not isinstance(saved.get("params"), dict):
         raise VaekitError(f"{path}: not a vaekit checkpoint (no model record)")
-    ignore = set(RESUMABLE_CHANGES)
+    ignore = {*RESUMABLE_CHANGES, EXTENDABLE}
     ours = {k: v for k, v in record["params"].items() if k not in ignore}
     theirs = {k: v for k, v in saved["params"].items() if k not in ignore}
     ours.update(n_features_in=record["n_features_in"], image_shape=record["image_shape"])
@@ -82,9 +86,29 @@ def _check_same_run(path: Path, saved: Any, record: dict[str, Any]) -> None:
     for key in sorted(set(ours) | set(theirs)):
         if ours.get(key) != theirs.get(key):
             raise VaekitError(
-                f"{path}: written for {key}={theirs.get(key)!r} but {runs.CONFIG} says "
-                f"{ours.get(key)!r}; the checkpoint belongs to another run"
+                f"{path}: written for {key}={theirs.get(key)!r} but this run has {key}={ours.get(key)!r}; "
+                "the checkpoint belongs to another run"
             )
+
+
+def _check_extension(path: Path, meta: dict[str, Any], params: dict[str, Any]) -> None:
+    """Allow a different number of epochs only where the run can be extended (or is being
+    resumed to its own length): at least the epochs done, and a schedule that ignores the length."""
+    try:
+        saved, done = int(meta["record"]["params"][EXTENDABLE]), int(meta["state"]["epoch"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise VaekitError(f"{path}: not a usable vaekit checkpoint (no epoch count)") from e
+    wanted = params[EXTENDABLE]
+    if wanted == saved:
+        return
+    if wanted < done:
+        raise VaekitError(f"{path}: has done {done} epochs already; epochs={wanted} cannot shorten it")
+    schedule = params["lr_schedule"]
+    if LR_SCHEDULES[schedule].length_dependent:
+        raise VaekitError(
+            f"{path}: the run's learning-rate schedule {schedule!r} is laid out over its {saved} epochs, so "
+            f"{wanted} epochs would not equal a run of {wanted}; start a new run to train longer"
+        )
 
 
 @contextmanager

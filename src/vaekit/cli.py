@@ -6,26 +6,29 @@ Every user error ends with one line ``vaekit: error: ...`` on stderr and exit co
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
+import json
 import os
 import sys
 import time
 import typing
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from vaekit import checkpoint, parallel, plots, reproduce, runs, storage
-from vaekit.config import CONDITIONAL_LATENT_DIM, ModelConfig, TrainConfig
-from vaekit.data import DATASETS, load_data, load_rows
+from vaekit.config import CONDITIONAL_LATENT_DIM, SPLIT_SEED, ModelConfig, TrainConfig, choices_of
+from vaekit.data import DATASETS, data_spec, load_data, load_rows
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
-from vaekit.evaluate import anomaly_scores, eval_table, evaluate
+from vaekit.evaluate import eval_table
 from vaekit.likelihoods import LIKELIHOODS
+from vaekit.runner import labels, train_into
+from vaekit.runs import Run
 
 _OUT_HELP = "file to write (default: %(default)s, in the current folder)"
 MAX_SIDE = 4096  # the largest --resize side: a 4096x4096 RGB image is 200 MB as float32 rows
@@ -33,19 +36,8 @@ PLOTS = {
     "manifold": "decoded grid of a 2-D latent space",
     "interpolate": "strip between two test images through the latent mean",
     "scatter": "test posterior means by label (first two principal components above 2-D)",
-    "curves": "train and test ELBO per epoch from metrics.jsonl",
+    "curves": "train and test ELBO per epoch from the run's metrics",
 }
-#: every file vaekit writes into a run folder; ``train --overwrite`` removes them all first, so that
-#: no result of the old run (eval.json, manifold.png of another latent size...) sits beside the new one
-RUN_OUTPUTS = (
-    runs.CONFIG,
-    runs.WEIGHTS,
-    runs.CHECKPOINT,
-    runs.METRICS,
-    runs.EVAL,
-    *runs.PICTURES,
-    *(f"{kind}.png" for kind in PLOTS),  # vaekit plot's default outputs
-)
 
 
 # ---------------------------------------------------------------------------- argument parsing
@@ -83,51 +75,83 @@ def _hidden(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected widths such as 200,200, got {text!r}") from e
 
 
+def _options(text: str) -> dict[str, Any]:
+    """'{"width": 64}' -> a JSON object of keyword options."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"width\": 64}}', got {text!r}"
+        ) from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+#: parsers of the field types that are not a plain int, float or str
+FIELD_TYPES: dict[object, Callable[[str], Any]] = {tuple[int, ...]: _hidden}
+
+
 def _add_hyperparameters(p: argparse.ArgumentParser) -> None:
-    """One flag per config field; its default is None, meaning 'the config's default'."""
-    defaults = {f.name: f.default for f in (*fields(ModelConfig), *fields(TrainConfig))}
+    """One flag per config field (its type, help and choices from vaekit.config), and one per option
+    of a registered likelihood (into likelihood_options); their default None means 'the config's'."""
     g = p.add_argument_group("model and training (defaults from vaekit.config)")
+    for cfg in (ModelConfig, TrainConfig):
+        hints = typing.get_type_hints(cfg)
+        for f in fields(cfg):
+            if not f.metadata["flag"] or f.name == "likelihood_options":
+                continue
+            hint, text = hints[f.name], f"{f.metadata['help']} (default: {f.default})"
+            if f.name == "conditional":
+                text += f"; then --latent-dim defaults to {CONDITIONAL_LATENT_DIM}"
+            if hint is bool:
+                g.add_argument(_flag(f.name), dest=f.name, action="store_const", const=True, help=text)
+                continue
+            plain = (
+                hint if hint in (int, float, str) else str if typing.get_origin(hint) is Literal else _options
+            )
+            kind = FIELD_TYPES.get(hint, plain)
+            choices = choices_of(f.name, hint) or None
+            g.add_argument(_flag(f.name), dest=f.name, type=kind, choices=choices, help=text)  # type: ignore[arg-type]
+    for name, owners in _likelihood_options().items():
+        default, text = owners[0][1]
+        g.add_argument(
+            _flag(name),
+            dest=LIKELIHOOD_OPTION + name,
+            metavar=name.upper(),
+            type=float,
+            help=f"{text} (likelihood {', '.join(o for o, _ in owners)}; default: {default})",
+        )
 
-    def add(flag: str, name: str, help: str, **kw: Any) -> None:
-        g.add_argument(flag, dest=name, default=None, help=f"{help} (default: {defaults[name]})", **kw)
 
-    add("--latent-dim", "latent_dim", "size J of the latent z", type=int)
-    add("--hidden", "hidden", "hidden widths, comma-separated", type=_hidden)
-    add("--activation", "activation", "hidden activation", choices=["relu", "tanh"])
-    add("--likelihood", "likelihood", "decoder p(x|z)", choices=sorted(LIKELIHOODS))
-    add("--sigma", "sigma", "std of the gaussian_fixed likelihood", type=float)
-    add("--epochs", "epochs", "training epochs", type=int)
-    add("--batch-size", "batch_size", "minibatch size M", type=int)
-    add("--optimizer", "optimizer", "optimiser", choices=["adam", "adagrad"])
-    add("--lr", "lr", "learning rate", type=float)
-    add("--lr-schedule", "lr_schedule", "learning-rate schedule", choices=["constant", "burda"])
-    add("--adam-eps", "adam_eps", "epsilon of Adam", type=float)
-    add("--weight-decay", "weight_decay", "L2 penalty on the weights", type=float)
-    add(
-        "--estimator",
-        "estimator",
-        "SGVB estimator: analytic KL (B) or all Monte Carlo (A)",
-        choices=["analytic", "mc"],
-    )
-    add("--samples", "samples", "samples L of z per data point", type=int)
-    add("--beta", "beta", "weight of the KL term", type=float)
-    add("--objective", "objective", "training objective (iwae: k = --samples)", choices=["elbo", "iwae"])
-    add("--warmup-steps", "warmup_steps", "KL warm-up: steps over which beta rises from 0", type=int)
-    add("--free-bits", "free_bits", "per-dimension floor on the batch-mean KL, nats", type=float)
-    add("--arch", "arch", "encoder/decoder networks", choices=["mlp", "conv"])
-    g.add_argument(
-        "--conditional",
-        dest="conditional",
-        action="store_const",
-        const=True,
-        help="condition encoder and decoder on the data set's labels (default: False; "
-        f"then --latent-dim defaults to {CONDITIONAL_LATENT_DIM})",
-    )
-    add("--binarize", "binarize", "Bernoulli targets", choices=["none", "static", "dynamic"])
-    add("--seed", "seed", "random seed", type=int)
-    add("--device", "device", "where to train ('auto': cuda if available)", choices=["cpu", "cuda", "auto"])
-    add("--compile", "compile", "torch.compile the objective (CUDA graphs on a GPU)", action="store_true")
-    add("--checkpoint-every", "checkpoint_every", "steps between checkpoints, 0: epoch ends only", type=int)
+LIKELIHOOD_OPTION = "likelihood_option."  # argparse dest prefix of a likelihood's options
+
+
+def _likelihood_options() -> dict[str, list[tuple[str, tuple[float, str]]]]:
+    """Every option of a registered likelihood: name -> [(likelihood, (default, help)), ...]."""
+    found: dict[str, list[tuple[str, tuple[float, str]]]] = {}
+    for likelihood, cls in sorted(LIKELIHOODS.items()):
+        for name, spec in cls.options.items():
+            found.setdefault(name, []).append((likelihood, spec))
+    return found
+
+
+def _flag_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The model and training settings given as flags (the configs' field names)."""
+    names = [f.name for cfg in (ModelConfig, TrainConfig) for f in fields(cfg)]
+    params = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    options = {
+        key.removeprefix(LIKELIHOOD_OPTION): value
+        for key, value in vars(args).items()
+        if key.startswith(LIKELIHOOD_OPTION) and value is not None
+    }
+    if options:
+        params["likelihood_options"] = options
+    return params
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="RUN",
-        help="continue the interrupted run in folder RUN with its own settings (from its config.json)",
+        help="continue the interrupted run in folder RUN with its own settings (from its config)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_hyperparameters(p)
@@ -169,20 +193,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--out", type=Path, default=Path("samples.png"), help=_OUT_HELP)
+    p.add_argument(
+        "--draw", action="store_true", help="draw the pixels x ~ p(x|z) too (default: the decoder's mean)"
+    )
+    p.add_argument("-o", "--out", type=Path, default=Path(runs.SAMPLES), help=_OUT_HELP)
 
     p = sub.add_parser("reconstruct", help="picture of inputs above their reconstructions")
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file")
     p.add_argument("-n", type=_count, default=32, help="number of inputs shown (default: 32)")
-    p.add_argument("-o", "--out", type=Path, default=Path("reconstructions.png"), help=_OUT_HELP)
+    p.add_argument("-o", "--out", type=Path, default=Path(runs.RECONSTRUCTIONS), help=_OUT_HELP)
 
     p = sub.add_parser("encode", help="posterior means of data, saved as .npy")
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True)
     p.add_argument("-o", "--out", type=Path, default=Path("z.npy"), help=_OUT_HELP)
 
-    p = sub.add_parser("eval", help="test ELBO and importance-sampled log p(x); writes eval.json")
+    p = sub.add_parser("eval", help=f"test ELBO and importance-sampled log p(x); writes RUN/{runs.EVAL}")
     p.add_argument("run", type=Path)
     p.add_argument("--data", help="data set or file whose test split is used (default: the run's data)")
     p.add_argument("--k", type=_count, default=5000, help="importance samples per example (default: 5000)")
@@ -192,12 +219,25 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="rerun a paper's MNIST experiment into a run folder")
     p.add_argument("paper", choices=sorted(reproduce.PAPERS))
     p.add_argument(
-        "--budget", help="shorten the protocol: epochs (30), or minutes (20m) turned into epochs by timing"
+        "--budget",
+        help="shorten the protocol: epochs (30), or minutes (20m) of the whole command turned into "
+        "epochs (and, if need be, fewer evaluated digits) by timing",
     )
     p.add_argument("--data", default="mnist", help="data set or file (default: mnist, the paper's)")
-    p.add_argument("--k", type=_count, default=reproduce.BURDA_K, help="burda2015: importance samples")
+    p.add_argument(
+        "--eval-k", type=_count, help=f"burda2015: importance samples (default: {reproduce.BURDA_K})"
+    )
+    p.add_argument("--eval-n", type=_count, help="burda2015: evaluate the first N test digits (default: all)")
     p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/PAPER-TIME)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        type=Path,
+        metavar="RUN",
+        help="continue the stopped command in RUN (or -o): the same command with --resume added",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("plot", help="a picture of a trained run, saved as PNG")
@@ -207,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pair", type=int, nargs=2, default=(0, 1), metavar=("I", "J"), help="interpolate: rows")
     p.add_argument("--steps", type=int, default=10, help="interpolate: decoded points (default: 10)")
     p.add_argument("-n", type=_count, default=5000, help="scatter: test examples shown (default: 5000)")
-    p.add_argument("-o", "--out", type=Path, help="PNG to write (default: RUN/KIND.png)")
+    p.add_argument("-o", "--out", type=Path, help=f"PNG to write (default: RUN/{runs.plot_file('KIND')})")
 
     p = sub.add_parser("score", help="per-example anomaly scores (NLL, reconstruction error) as CSV")
     p.add_argument("run", type=Path)
@@ -224,18 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ---------------------------------------------------------------------------- run folders
-
-
-def _prepare_run_folder(out: Path, overwrite: bool) -> Path:
-    """Create the run folder, refusing to reuse a non-empty one unless asked; check it is writable."""
-    if out.exists() and not out.is_dir():
-        raise VaekitError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise VaekitError(f"{out}: run folder exists and is not empty; pass --overwrite to reuse it")
-    storage.make_folder(out, "run folder")
-    storage.check_writable(out)
-    return out
+# ---------------------------------------------------------------------------- commands
 
 
 def _require_images(vae: VAE, run: Path) -> tuple[int, ...]:
@@ -244,70 +273,42 @@ def _require_images(vae: VAE, run: Path) -> tuple[int, ...]:
     return vae.image_shape_
 
 
-def _labels(vae: VAE, y: Any, data: object) -> Any:
-    """The labels y of data for a conditional model (refusing unlabelled data), else None."""
-    if not vae.conditional:
-        return None
-    if y is None:
-        raise VaekitError(f"{data}: has no labels, but the model is conditional and needs them")
-    return y
-
-
-# ---------------------------------------------------------------------------- commands
-
-
-def _mtime(path: Path) -> int | None:
-    return path.stat().st_mtime_ns if path.exists() else None
-
-
-def _digest(x: Any) -> str:
-    """SHA-256 of training rows ``(n, d)``: what a run records to know its data again."""
-    return hashlib.sha256(x.numpy().tobytes()).hexdigest()
-
-
-def _data_spec(data: str) -> str:
-    """A data set's name, or a file's absolute path (so that --resume works from any folder)."""
-    return data if data in DATASETS else str(Path(data).resolve())
-
-
-def _resume_settings(
-    args: argparse.Namespace, names: list[str]
-) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dict[str, Any]]:
     """The run folder and the training settings of ``--resume RUN``; flags that would change them
-    are refused (only --quiet and --checkpoint-every may be given)."""
-    run = args.resume
+    are refused (--quiet and --checkpoint-every may be given, and --epochs to extend the run)."""
+    run = Run.existing(args.resume)
     if args.out is not None or args.overwrite:
         raise VaekitError("--resume continues RUN in place; leave out -o/--out and --overwrite")
-    if not run.is_dir():
-        raise VaekitError(f"{run}: no such run folder")
-    if (run / runs.WEIGHTS).exists() and not (run / runs.CHECKPOINT).exists():
+    if run.has(runs.WEIGHTS) and not run.has(runs.CHECKPOINT):
         raise VaekitError(
-            f"{run}: the run has finished (model.safetensors) and holds no checkpoint to resume"
+            f"{run.folder}: the run has finished ({runs.WEIGHTS}) and holds no checkpoint to resume"
         )
-    config = storage.read_json(run / runs.CONFIG)
+    config_path = run.path(runs.CONFIG)
+    config = run.read_config()
     try:
         params, source = dict(config["params"]), dict(config["source"])
         saved = {**params, "data": source["data"], "resize": source["resize"]}
         unknown = sorted(set(params) - set(VAE().get_params()))
     except (KeyError, TypeError, ValueError) as e:
-        raise VaekitError(f"{run / runs.CONFIG}: not the config of a vaekit train run ({e})") from e
+        raise VaekitError(f"{config_path}: not the config of a vaekit train run ({e})") from e
     if unknown:
-        raise VaekitError(f"{run / runs.CONFIG}: unknown settings {unknown} (written by another vaekit?)")
+        raise VaekitError(f"{config_path}: unknown settings {unknown} (written by another vaekit?)")
     resize = source["resize"]
     if not isinstance(source["data"], str) or not (resize is None or _is_size(resize)):
-        raise VaekitError(f"{run / runs.CONFIG}: its source {source} is not a data set and size")
-    for name in [*names, "data", "resize"]:
-        given = getattr(args, name, None)
-        if given is None or name in checkpoint.RESUMABLE_CHANGES:
+        raise VaekitError(f"{config_path}: its source {source} is not a data set and size")
+    given = {**_flag_params(args), "data": args.data, "resize": args.resize}
+    for name, value in given.items():
+        if value is None or name in (*checkpoint.RESUMABLE_CHANGES, checkpoint.EXTENDABLE):
             continue
-        ours = list(given) if isinstance(given, tuple) else _data_spec(given) if name == "data" else given
+        ours = list(value) if isinstance(value, tuple) else data_spec(value) if name == "data" else value
         if ours != saved.get(name):
             raise VaekitError(
-                f"--{name.replace('_', '-')} {given} conflicts with {saved.get(name)!r} in "
-                f"{run / runs.CONFIG}; a resumed run keeps its settings (start a new run to change them)"
+                f"{_flag(name)} {value} conflicts with {saved.get(name)!r} in {config_path}; a resumed "
+                "run keeps its settings (start a new run to change them)"
             )
-    if args.checkpoint_every is not None:
-        params["checkpoint_every"] = args.checkpoint_every
+    for name in (*checkpoint.RESUMABLE_CHANGES, checkpoint.EXTENDABLE):
+        if given.get(name) is not None:
+            params[name] = given[name]
     if isinstance(params.get("hidden"), list):
         params["hidden"] = tuple(params["hidden"])
     return run, params, source
@@ -317,137 +318,48 @@ def _is_size(value: object) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)
 
 
-def _discard_new_run(run: Path, created: bool) -> None:
-    """Remove the run folder this command created if a failure left nothing to resume in it
-    (nothing, or only the config.json that fit() writes before the first step)."""
-    if not (created and run.is_dir()):
-        return
-    if {p.name for p in run.iterdir()} <= {runs.CONFIG}:
-        (run / runs.CONFIG).unlink(missing_ok=True)
-        run.rmdir()
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    names = [f.name for f in (*fields(ModelConfig), *fields(TrainConfig))]
-    if args.resume is not None:
-        run, params, source = _resume_settings(args, names)
-        storage.check_writable(run)
+    resume = args.resume is not None
+    if resume:
+        run, params, source = _resume_settings(args)
+        storage.check_writable(run.folder)
     else:
-        params = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+        params = _flag_params(args)
         if params.get("conditional"):
             params.setdefault("latent_dim", CONDITIONAL_LATENT_DIM)
         resize = list(args.resize) if args.resize else None
-        source = {"data": _data_spec(args.data or "mnist"), "resize": resize}
+        source = {"data": data_spec(args.data or "mnist"), "resize": resize}
     params["verbose"] = not args.quiet
     vae = VAE(**params)
-    vae._configs()  # validate the flags before touching disk
+    vae.configs()  # validate the flags before touching disk
     parallel.resolve_device(vae.device)
     writes = parallel.rank() == 0  # under torchrun only rank 0 prints and writes the run folder
-    if args.resume is not None and parallel.world_size() > 1:
-        raise VaekitError(f"{run}: --resume is for single-process runs; resume without torchrun")
-    created = False  # whether this command made the run folder (removed again if the data fail)
-    if args.resume is None:
-        name = Path(source["data"]).stem
-        run = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if Path(source["data"]).is_dir() and Path(source["data"]) in (run.resolve(), *run.resolve().parents):
-            raise VaekitError(f"{run}: is inside the image folder {source['data']}; write the run elsewhere")
-        if writes:
-            created = not run.exists()
-            _prepare_run_folder(run, args.overwrite)
-    with storage.exclusive(run) if writes else nullcontext():
-        return _train_into(args, vae, run, source, created, writes)
-
-
-def _train_into(
-    args: argparse.Namespace, vae: VAE, run: Path, source: dict[str, Any], created: bool, writes: bool
-) -> int:
-    """Read the data, train into the run folder (the caller holds its lock) and draw the pictures."""
-    try:
-        resize = tuple(source["resize"]) if source["resize"] else None
-        data = load_data(source["data"], resize=resize, seed=vae.seed)  # type: ignore[arg-type]
-        digest = _digest(data.x_train)
-        if source.setdefault("sha256", digest) != digest:
-            raise VaekitError(
-                f"{source['data']}: the training data changed since the run in {run} started "
-                "(their SHA-256 differs); resume with the same data, or start a new run"
-            )
-        y_train = _labels(vae, data.y_train, source["data"])
-        y_test = _labels(vae, data.y_test, source["data"])
-        # the data's values and labels are checked before anything in the run folder is removed
-        vae._rows(data.x_train, source["data"], fitted_width=False)
-        vae._rows(data.x_test, f"{source['data']} (test split)", fitted_width=False)
-        vae._condition_setup(y_train)
-    except (VaekitError, KeyboardInterrupt):
-        _discard_new_run(run, created)
-        raise
-    if writes:
-        print(data.describe())
-
-    def log_epoch(row: dict[str, float]) -> None:
-        if not writes:
-            return
-        # the whole history, atomically: no lost or repeated rows whenever the run is killed
-        storage.write_jsonl(run / runs.METRICS, vae.history_)
-        test = f", test ELBO {row['test_elbo']:.2f}" if "test_elbo" in row else ""
-        print(
-            f"epoch {int(row['epoch'])}: train ELBO {row['train_elbo']:.2f}{test} nats "
-            f"({row['seconds']:.1f} s)",
-            flush=True,
-        )
-
-    ckpt = run / runs.CHECKPOINT
-    if args.resume is None and writes:
-        for name in RUN_OUTPUTS:
-            (run / name).unlink(missing_ok=True)
-    # half-written files of a killed run (see storage.atomic_write)
-    for tmp in run.glob(".*.tmp") if writes else ():
-        tmp.unlink()
-    written_before = _mtime(ckpt)
-    try:
-        vae.fit(
-            data.x_train,
-            y_train,
-            X_test=data.x_test,
-            y_test=y_test,
-            image_shape=data.image_shape,
-            on_epoch_end=log_epoch,
-            checkpoint_dir=run if writes else None,
-            resume=args.resume is not None,
-            source=source,
-        )
-    except KeyboardInterrupt:
-        if ckpt.exists():
-            print(
-                f"vaekit: interrupted; checkpoint saved to {ckpt}; "
-                f"continue with: vaekit train --resume {run}",
-                file=sys.stderr,
-            )
-        elif (run / runs.CONFIG).exists():
-            print(
-                f"vaekit: interrupted before the first checkpoint; vaekit train --resume {run} starts "
-                "the run again from its first step",
-                file=sys.stderr,
-            )
-        else:
-            _discard_new_run(run, created)
-            print("vaekit: interrupted before training started; nothing was saved", file=sys.stderr)
-        return 130
-    except VaekitError as e:
-        if _mtime(ckpt) != written_before:  # this run wrote a checkpoint, so there is progress to resume
-            raise VaekitError(f"{e}; the last checkpoint is kept: vaekit train --resume {run}") from e
-        _discard_new_run(run, created)
-        raise
+    if resume and parallel.world_size() > 1:
+        raise VaekitError(f"{run.folder}: --resume is for single-process runs; resume without torchrun")
+    if not resume:
+        out = args.out or Path("runs") / f"{Path(source['data']).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        images = Path(source["data"])
+        if images.is_dir() and images in (out.resolve(), *out.resolve().parents):
+            raise VaekitError(f"{out}: is inside the image folder {source['data']}; write the run elsewhere")
+        run = Run.create(out, args.overwrite) if writes else Run(out)
+    with run.lock() if writes else nullcontext():
+        try:
+            resize = tuple(source["resize"]) if source["resize"] else None
+            data = load_data(source["data"], resize=resize, seed=vae.seed + SPLIT_SEED)  # type: ignore[arg-type]
+        except (VaekitError, KeyboardInterrupt):
+            run.discard_if_empty()
+            raise
+        command = f"vaekit train --resume {run.folder}"
+        pictures = train_into(run if writes else None, vae, data, source, command, resume)
     if not writes:
         return 0
-    vae.save(run)
-    pictures = plots.write_pictures(vae, run, data.x_test.numpy(), y_test)
     final = vae.history_[-1]
     print(
         f"test ELBO {final['test_elbo']:.2f} nats per example "
         f"(reconstruction {final['test_recon']:.2f}, KL {final['test_kl']:.2f}); "
         f"estimator {vae.estimator}, L={vae.samples}"
     )
-    print(f"run folder: {run}")
+    print(f"run folder: {run.folder}")
     for path in pictures:
         print(f"  {path}")
     return 0
@@ -464,14 +376,15 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _require_images(vae, args.run)
     if vae.conditional and vae.n_classes_ is None:
         raise VaekitError(f"{args.run}: conditioned on vectors, not labels; use the Python API to sample")
-    print(plots.save_png(plots.sample_grid(vae, args.n, args.seed, args.label), args.out))
+    grid = plots.sample_grid(vae, args.n, args.seed, args.label, mean=not args.draw)
+    print(plots.save_png(grid, args.out))
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     shape = _require_images(vae, args.run)
     x, y, _ = load_rows(args.data, _run_resize(vae))
-    x, y = vae._rows(x[: args.n], args.data).numpy(), _labels(vae, y, args.data)
+    x, y = vae.check_data(x[: args.n], what=args.data).numpy(), labels(vae, y, args.data)
     picture = plots.reconstruction_grid(x, vae.reconstruct(x, y[: args.n] if y is not None else None), shape)
     print(plots.save_png(picture, args.out))
 
@@ -479,7 +392,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     x, y, _ = load_rows(args.data, _run_resize(vae))
-    z = vae.transform(vae._rows(x, args.data), _labels(vae, y, args.data))
+    z = vae.transform(vae.check_data(x, what=args.data), labels(vae, y, args.data))
     _write_npy(args.out, z)
     print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
 
@@ -509,12 +422,12 @@ def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str]:
     """Rows and labels of the test split of ``spec`` (default: the data the run trained on), held
     out as ``vaekit train`` held it out (same seed), and the data's name."""
     source = vae.source_ or {}
-    own = spec is None or (spec not in DATASETS and _data_spec(spec) == source.get("data"))
+    own = spec is None or (spec not in DATASETS and data_spec(spec) == source.get("data"))
     spec = spec or source.get("data")
     if not isinstance(spec, str):
         raise VaekitError("the run does not record its training data; pass --data")
-    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed)
-    if own and source.get("sha256") not in (None, _digest(data.x_train)):
+    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed + SPLIT_SEED)
+    if own and source.get("sha256") not in (None, runs.digest(data.x_train)):
         raise VaekitError(
             f"{spec}: changed since the run trained on it (the SHA-256 of its training split differs), "
             "so its held-out split is not the one the run held out; pass --data to evaluate on other data"
@@ -523,74 +436,63 @@ def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str]:
 
 
 def _targets(vae: VAE, x: Any, y: Any, n: int | None, where: str) -> tuple[Any, Any]:
-    """The first n rows (binarized as training did) and their labels (None unless conditional)."""
-    x = vae._eval_targets(vae._rows(x[:n], where), vae.seed + 2)
-    y = _labels(vae, y, where)
-    return x, (y[:n] if y is not None else None)
+    """The first n rows and their labels (None unless conditional)."""
+    y = labels(vae, y, where)
+    return vae.check_data(x[:n], what=where), (y[:n] if y is not None else None)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     x, y, spec = _test_split(vae, args.data)
     x, y = _targets(vae, x, y, args.n, spec)
-    cond = vae._cond(y, len(x))
-    result = {
-        "data": spec,
-        "binarization_seed": vae.seed + 2 if vae.binarize != "none" else None,
-        **evaluate(
-            vae.module_, x, args.k, vae.samples, vae.estimator, vae.seed, cond, progress=not args.quiet
-        ),
-    }
+    result = {"data": spec, **vae.evaluate(x, y, args.k, progress=not args.quiet, run=args.run)}
+    run = Run(args.run)
     try:
-        storage.write_json(args.run / runs.EVAL, result)
-    finally:  # the figures are shown even when the run folder cannot take eval.json
+        run.write_json(runs.EVAL, result)
+    finally:  # the figures are shown even when the run folder cannot take the result
         print(eval_table(result, vae.samples))
-    print(f"{len(x)} test examples of {spec}; written to {args.run / runs.EVAL}")
+    print(f"{len(x)} test examples of {spec}; written to {run.path(runs.EVAL)}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     x, y, _ = load_rows(args.data, _run_resize(vae))
     x, y = _targets(vae, x, y, args.n, args.data)
-    scores = anomaly_scores(vae.module_, x, vae._cond(y, len(x)), args.k)
+    x = vae.eval_targets(x, args.data)
+    nll = -vae.score_samples(x, args.k, y=y).astype(np.float64)
+    error = np.square(x.numpy() - vae.reconstruct(x, y)).sum(-1, dtype=np.float64)
     lines = ["index,nll,recon_error"]
-    nll, error = scores["nll"].tolist(), scores["recon_error"].tolist()
     lines += [f"{i},{a:.6f},{b:.6f}" for i, (a, b) in enumerate(zip(nll, error, strict=True))]
     storage.atomic_write(args.out, ("\n".join(lines) + "\n").encode())
     print(
-        f"{args.out}: {len(x)} examples; mean -log p(x) {scores['nll'].mean():.2f} nats (k={args.k}), "
-        f"mean squared reconstruction error {scores['recon_error'].mean():.2f}"
+        f"{args.out}: {len(x)} examples; mean -log p(x) {nll.mean():.2f} nats (k={args.k}), "
+        f"mean squared reconstruction error {error.mean():.2f}"
     )
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    budget = reproduce.parse_budget(args.budget)
-    data = load_data(args.data)  # before the run folder is made: bad data leave no empty folder
-    run = _prepare_run_folder(
-        args.out or Path("runs") / f"{args.paper}-{time.strftime('%Y%m%d-%H%M%S')}", args.overwrite
-    )
-    extra = {"k": args.k} if args.paper == "burda2015" else {}
-    source = {"data": _data_spec(args.data), "resize": None}
-    reproduce.PAPERS[args.paper](run, data, budget, progress=not args.quiet, source=source, **extra)
+    reproduce.run(args)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    out = args.out or args.run / f"{args.kind}.png"
-    if args.kind == "curves":  # from metrics.jsonl alone: an interrupted run has no model yet
-        print(plots.training_curves(storage.read_jsonl(args.run / runs.METRICS), out))
+    run = Run(args.run)
+    out = args.out or run.path(runs.plot_file(args.kind))
+    if args.kind == "curves":  # from the metrics alone: an interrupted run has no model yet
+        print(plots.training_curves(run.read_metrics(), out))
         return
     vae = VAE.load(args.run)
     if args.kind == "manifold":
         path = plots.save_png(plots.manifold_picture(vae, _require_images(vae, args.run)), out)
     else:
         x, y, spec = _test_split(vae, args.data)
-        labels = None if y is None else y[: args.n].numpy()
+        classes = None if y is None else y[: args.n].numpy()
         x, y = _targets(vae, x, y, args.n if args.kind == "scatter" else None, spec)
+        x = vae.eval_targets(x, spec)
         if args.kind == "scatter":
             if len(x) < 2:
                 raise VaekitError(f"scatter needs at least 2 test examples, {spec} has {len(x)}")
-            labels = labels if labels is not None and labels.ndim == 1 else None  # colour by class only
-            plots.latent_scatter(vae.transform(x, y), labels, out)
+            classes = classes if classes is not None and classes.ndim == 1 else None  # colour by class only
+            plots.latent_scatter(vae.transform(x, y), classes, out)
             path = out
         else:
             shape = _require_images(vae, args.run)
@@ -631,8 +533,8 @@ def main(argv: list[str] | None = None) -> int:
         one_line = " ".join(str(e).split())  # messages quoting torch or numpy may hold newlines
         print(f"vaekit: error: {one_line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vaekit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # an Interrupted run says what it kept
+        print(str(e) or "vaekit: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `vaekit eval RUN | head`: stop with one line, as other commands do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

@@ -1,32 +1,47 @@
 """Typed configuration: every default of the model and of training is set here, once.
 
-The estimator :class:`vaekit.VAE` takes these fields as constructor arguments,
-and the command line reads its defaults from here, so a default changes in one place.
+The estimator :class:`vaekit.VAE` takes these fields as constructor arguments, and the
+command line makes one flag per field from them (its type, its help, its choices: a
+``Literal`` or the registry in :data:`REGISTRIES`), so a default or a choice changes in one place.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import typing
-from dataclasses import dataclass, fields
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 import numpy as np
 
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import LIKELIHOODS
+from vaekit.networks import ACTIVATIONS, ARCHITECTURES, check_architecture
+from vaekit.objectives import OBJECTIVES
+from vaekit.optim import LR_SCHEDULES, OPTIMIZERS
 
-Activation = Literal["relu", "tanh"]
 Estimator = Literal["analytic", "mc"]
-Optimizer = Literal["adam", "adagrad"]
 Binarize = Literal["none", "static", "dynamic"]
-Objective = Literal["elbo", "iwae"]
-Arch = Literal["mlp", "conv"]
 Device = Literal["cpu", "cuda", "auto"]
-MAX_SEED = 2**62  # seeds (and seed + 2, used for held-out data) must fit torch's 64-bit generator
-LRSchedule = Literal["constant", "burda"]
+MAX_SEED = 2**62  # seeds (plus the offsets below) must fit torch's 64-bit generator
 
+#: the random streams of a run, each seeded by the run's seed plus its offset: the held-out split
+#: of a data file, the one draw of binarize='static', the one draw binarizing held-out data, and the
+#: draw binarizing the train digits on which ``reproduce kingma2013`` evaluates its train bound
+SPLIT_SEED, STATIC_BINARIZATION_SEED, EVAL_BINARIZATION_SEED, TRAIN_BOUND_SEED = 0, 1, 2, 3
+
+#: which registry the choices of a string field come from
+REGISTRIES: dict[str, Mapping[str, object]] = {
+    "activation": ACTIVATIONS,
+    "likelihood": LIKELIHOODS,
+    "arch": ARCHITECTURES,
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+    "objective": OBJECTIVES,
+}
 
 #: latent size of `vaekit train --conditional` when --latent-dim is not given. With the label given
 #: to both networks, a small z leaves the class to y: on MNIST (10 epochs, 784-400-J) 96% of prior
@@ -34,19 +49,31 @@ LRSchedule = Literal["constant", "burda"]
 CONDITIONAL_LATENT_DIM = 4
 
 
-def _check_literals(cfg: object) -> None:
-    """Reject a value of the wrong type or outside its field's ``Literal`` choices, naming the field."""
+def option(default: Any, help: str, flag: bool = True) -> Any:
+    """A config field: its default and what it is (the CLI's help); ``flag`` False: no CLI flag."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+def _check_fields(cfg: object) -> None:
+    """Reject a value of the wrong type or outside its field's choices, naming the field."""
     hints = typing.get_type_hints(type(cfg))
     for f in fields(cfg):  # type: ignore[arg-type]
         hint, value = hints[f.name], getattr(cfg, f.name)
-        choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+        choices = choices_of(f.name, hint)
         if choices and value not in choices:
             raise VaekitError(f"{f.name} must be one of {list(choices)}, got {value!r}")
         if not choices and not _has_type(value, hint):
-            kind = TYPE_NAMES.get(hint, "a tuple")
+            kind = TYPE_NAMES.get(hint, "a tuple" if typing.get_origin(hint) is tuple else "a mapping")
             raise VaekitError(f"{f.name} must be {kind}, got {value!r}")
         if hint is float:  # 3 -> 3.0, so that torch never sees a huge Python int
             object.__setattr__(cfg, f.name, float(value))  # type: ignore[arg-type]
+
+
+def choices_of(name: str, hint: object) -> list[Any]:
+    """The allowed values of a field: its ``Literal``'s, or its registry's keys (else [])."""
+    if typing.get_origin(hint) is Literal:
+        return list(typing.get_args(hint))
+    return sorted(REGISTRIES[name]) if name in REGISTRIES else []
 
 
 TYPE_NAMES = {bool: "True or False", float: "a finite number", int: "an integer", str: "a string"}
@@ -54,18 +81,31 @@ TYPE_NAMES = {bool: "True or False", float: "a finite number", int: "an integer"
 
 def _has_type(value: object, hint: object) -> bool:
     """isinstance for the field types used here: bool is not a number, an int is a float,
-    numpy scalars count, and a float must be finite."""
+    numpy scalars count, a float must be finite, and options are None or a JSON object."""
     if hint is bool:
         return isinstance(value, bool | np.bool_)
+    if hint not in (int, float, str) and typing.get_origin(hint) is not tuple:
+        return _is_options(value)
     if isinstance(value, bool | np.bool_):
         return False
     if hint is float:
         return isinstance(value, numbers.Real) and math.isfinite(value)
     if hint is int:
         return isinstance(value, numbers.Integral)
-    if typing.get_origin(hint) is tuple:
-        return isinstance(value, tuple)
-    return isinstance(value, hint)  # type: ignore[arg-type]
+    return isinstance(value, str if hint is str else tuple)
+
+
+def _is_options(value: object) -> bool:
+    """None, or a mapping with string keys that JSON can hold (the run's config records it)."""
+    if value is None:
+        return True
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        return False
+    try:
+        json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_positive(cfg: object, *names: str) -> None:
@@ -79,51 +119,54 @@ def _check_positive(cfg: object, *names: str) -> None:
 class ModelConfig:
     """The generative model p(z) p(x|z) and the inference model q(z|x)."""
 
-    latent_dim: int = 20  # J, the size of z; the prior is N(0, I_J)
-    hidden: tuple[int, ...] = (400,)  # hidden layer widths of encoder and (mirrored) decoder
-    activation: Activation = "relu"  # the paper uses tanh; ReLU is the modern default
-    likelihood: str = "bernoulli"  # a key of vaekit.likelihoods.LIKELIHOODS
-    sigma: float = 1.0  # standard deviation of the 'gaussian_fixed' likelihood
-    conditional: bool = False  # encoder and decoder also take a condition y (labels one-hot, or vectors)
-    arch: Arch = "mlp"  # 'conv': convolutional encoder/decoder for (C, H, W) images, H and W divisible by 4
+    latent_dim: int = option(20, "size J of the latent z; the prior is N(0, I_J)")
+    hidden: tuple[int, ...] = option((400,), "hidden widths of the encoder (the decoder mirrors them)")
+    activation: str = option("relu", "hidden activation (the paper used tanh)")
+    likelihood: str = option("bernoulli", "the decoder's observation model p(x|z)")
+    likelihood_options: dict[str, float] | None = option(None, "the likelihood's options, e.g. sigma")
+    conditional: bool = option(False, "encoder and decoder also take a condition y (labels or vectors)")
+    arch: str = option("mlp", "encoder/decoder networks ('conv': images with H and W divisible by 4)")
+    arch_options: dict[str, Any] | None = option(None, "keyword options of the architecture's builder")
 
     def __post_init__(self) -> None:
-        _check_literals(self)
-        _check_positive(self, "latent_dim", "sigma")
+        _check_fields(self)
+        _check_positive(self, "latent_dim")
         if not all(
             isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in self.hidden
         ):
             raise VaekitError(f"hidden must be positive layer widths, got {self.hidden!r}")
-        if self.likelihood not in LIKELIHOODS:
-            raise VaekitError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {self.likelihood!r}")
+        LIKELIHOODS[self.likelihood].from_options(self.likelihood_options)
+        check_architecture(self.arch, self.arch_options)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation of the ELBO (SGVB / minibatch AEVB)."""
 
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 128  # M, examples per minibatch
-    optimizer: Optimizer = "adam"  # the paper used Adagrad; Adam is the modern default
-    lr: float = 1e-3  # learning rate
-    lr_schedule: LRSchedule = "constant"  # 'burda': 8 stages, lr * 10^(-i/7) for 3^i/3280 of the epochs
-    adam_eps: float = 1e-8  # Adam's epsilon (torch's default); Burda et al. (2015) used 1e-4
-    weight_decay: float = 0.0  # L2 penalty, the paper's small Gaussian prior on parameters
-    estimator: Estimator = "analytic"  # SGVB estimator B (analytic KL) or A ('mc', all Monte Carlo)
-    samples: int = 1  # L, samples of z per data point
-    beta: float = 1.0  # weight of the KL term; 1 is the ELBO, >1 a beta-VAE
-    objective: Objective = "elbo"  # 'iwae': the importance-weighted bound with k = samples (Burda et al.)
-    warmup_steps: int = 0  # KL warm-up: beta rises linearly from 0 over this many steps (0: off)
-    free_bits: float = 0.0  # per-dimension floor lambda on the batch-mean KL, nats (Kingma et al. 2016)
-    binarize: Binarize = "none"  # Bernoulli targets: grey levels, one fixed draw, or a new draw each epoch
-    seed: int = 0  # seeds weights, data order, eps and binarization
-    verbose: bool = False  # show a progress bar with the running ELBO
-    device: Device = "cpu"  # where the data and the model live while training; 'auto': cuda if available
-    compile: bool = False  # wrap the objective in torch.compile (on CUDA with CUDA graphs); off: eager
-    checkpoint_every: int = 500  # optimiser steps between checkpoints of a run folder (0: epoch ends only)
+    epochs: int = option(10, "passes over the training set")
+    batch_size: int = option(128, "M, examples per minibatch")
+    optimizer: str = option("adam", "optimiser (the paper used adagrad)")
+    lr: float = option(1e-3, "learning rate")
+    lr_schedule: str = option("constant", "learning-rate schedule (burda: 8 stages, lr * 10^(-i/7))")
+    adam_eps: float = option(1e-8, "epsilon of Adam (Burda et al. 2015 used 1e-4)")
+    weight_decay: float = option(0.0, "L2 penalty on the weights, the paper's Gaussian prior on them")
+    estimator: Estimator = option("analytic", "SGVB estimator: B (analytic KL) or A ('mc', all Monte Carlo)")
+    samples: int = option(1, "L, samples of z per data point (k of the iwae objective)")
+    beta: float = option(1.0, "weight of the KL term: 1 is the ELBO, >1 a beta-VAE")
+    objective: str = option("elbo", "training objective (iwae: the k-sample bound of Burda et al.)")
+    warmup_steps: int = option(0, "KL warm-up: steps over which beta rises linearly from 0 (0: off)")
+    free_bits: float = option(0.0, "per-dimension floor on the batch-mean KL, nats (Kingma et al. 2016)")
+    binarize: Binarize = option(
+        "none", "Bernoulli targets: grey levels, one fixed draw, a new draw per epoch"
+    )
+    seed: int = option(0, "seeds weights, data order, eps, binarization and the held-out split")
+    verbose: bool = option(False, "show a progress bar with the running ELBO", flag=False)
+    device: Device = option("cpu", "where data and model live while training ('auto': cuda if available)")
+    compile: bool = option(False, "torch.compile the objective (CUDA graphs on a GPU)")
+    checkpoint_every: int = option(500, "optimiser steps between checkpoints of a run folder (0: epoch ends)")
 
     def __post_init__(self) -> None:
-        _check_literals(self)
+        _check_fields(self)
         _check_positive(self, "epochs", "batch_size", "lr", "samples", "adam_eps")
         if not 0 <= self.seed < MAX_SEED:
             raise VaekitError(f"seed must be in [0, 2**62), got {self.seed!r}")
@@ -133,10 +176,14 @@ class TrainConfig:
             raise VaekitError("weight_decay and beta must be non-negative")
         if self.warmup_steps < 0 or self.free_bits < 0:
             raise VaekitError("warmup_steps and free_bits must be non-negative")
-        if self.objective == "iwae" and (self.beta != 1 or self.warmup_steps or self.estimator != "analytic"):
-            raise VaekitError("objective 'iwae' needs beta 1, no warmup_steps and the 'analytic' estimator")
-        if self.free_bits > 0 and (self.objective != "elbo" or self.estimator != "analytic"):
-            raise VaekitError("free_bits needs objective 'elbo' and estimator 'analytic' (closed-form KL)")
+        problem = OBJECTIVES[self.objective].check(self)
+        if problem:
+            raise VaekitError(problem)
+
+    @property
+    def length_dependent(self) -> bool:
+        """Whether the learning rate of a step depends on ``epochs`` (the run cannot be extended)."""
+        return LR_SCHEDULES[self.lr_schedule].length_dependent
 
 
 def split_params(params: dict[str, object]) -> tuple[ModelConfig, TrainConfig]:

@@ -476,6 +476,12 @@ def _npz_with_splits(path: Path, arrays: dict[str, np.ndarray]) -> Data:
 DATASETS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
 
 
+def data_spec(spec: str) -> str:
+    """A data set's name, or a file's absolute path: how a run records its data (so that a
+    resume or an evaluation finds it from any folder)."""
+    return spec if spec in DATASETS else str(Path(spec).resolve())
+
+
 def load_data(spec: str | Path, resize: tuple[int, int] | None = None, seed: int = 0) -> Data:
     """A named data set (``mnist``, ``fashion-mnist``) or a path to a user's file or folder."""
     if str(spec) in DATASETS:

@@ -8,3 +8,7 @@ class VaekitError(Exception):
     code 2; the Python API lets it propagate. Messages name the file or argument
     at fault and what is wrong with it.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C that stopped a run; the message says what was kept and how to continue."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -12,31 +12,27 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit import __version__, checkpoint, runs, storage
+from vaekit import __version__, checkpoint, inputs, runs, storage
 from vaekit.conditions import as_condition, condition_setup
 from vaekit.config import (
-    MAX_SEED,
-    Activation,
-    Arch,
+    EVAL_BINARIZATION_SEED,
+    STATIC_BINARIZATION_SEED,
     Binarize,
     Device,
     Estimator,
-    LRSchedule,
     ModelConfig,
-    Objective,
-    Optimizer,
     TrainConfig,
     split_params,
 )
-from vaekit.data import as_rows, binarize, check_array, float_rows
+from vaekit.data import binarize, check_array, float_rows
 from vaekit.errors import VaekitError
-from vaekit.evaluate import elbo_summary, importance_log_likelihood, module_device
+from vaekit.evaluate import elbo_summary, evaluate, importance_log_likelihood, module_device
+from vaekit.inputs import ArrayLike
 from vaekit.likelihoods import make_likelihood
-from vaekit.networks import VAEModule
+from vaekit.networks import VAEModule, check_architecture
 from vaekit.objectives import ELBOTerms, elbo
 from vaekit.train import Trainer
 
-ArrayLike = np.ndarray | Tensor | Sequence[Any]
 M, T = ModelConfig, TrainConfig  # the defaults below are read from the configs, set there once
 
 
@@ -64,22 +60,23 @@ class VAE:
         self,
         latent_dim: int = M.latent_dim,
         hidden: tuple[int, ...] = M.hidden,
-        activation: Activation = M.activation,
+        activation: str = M.activation,
         likelihood: str = M.likelihood,
-        sigma: float = M.sigma,
+        likelihood_options: dict[str, float] | None = M.likelihood_options,
         conditional: bool = M.conditional,
-        arch: Arch = M.arch,
+        arch: str = M.arch,
+        arch_options: dict[str, Any] | None = M.arch_options,
         epochs: int = T.epochs,
         batch_size: int = T.batch_size,
-        optimizer: Optimizer = T.optimizer,
+        optimizer: str = T.optimizer,
         lr: float = T.lr,
-        lr_schedule: LRSchedule = T.lr_schedule,
+        lr_schedule: str = T.lr_schedule,
         adam_eps: float = T.adam_eps,
         weight_decay: float = T.weight_decay,
         estimator: Estimator = T.estimator,
         samples: int = T.samples,
         beta: float = T.beta,
-        objective: Objective = T.objective,
+        objective: str = T.objective,
         warmup_steps: int = T.warmup_steps,
         free_bits: float = T.free_bits,
         binarize: Binarize = T.binarize,
@@ -89,32 +86,9 @@ class VAE:
         compile: bool = T.compile,
         checkpoint_every: int = T.checkpoint_every,
     ) -> None:
-        self.latent_dim = latent_dim
-        self.hidden = hidden
-        self.activation = activation
-        self.likelihood = likelihood
-        self.sigma = sigma
-        self.conditional = conditional
-        self.arch = arch
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.lr = lr
-        self.lr_schedule = lr_schedule
-        self.adam_eps = adam_eps
-        self.weight_decay = weight_decay
-        self.estimator = estimator
-        self.samples = samples
-        self.beta = beta
-        self.objective = objective
-        self.warmup_steps = warmup_steps
-        self.free_bits = free_bits
-        self.binarize = binarize
-        self.seed = seed
-        self.verbose = verbose
-        self.device = device
-        self.compile = compile
-        self.checkpoint_every = checkpoint_every
+        for name, value in list(locals().items()):  # each argument stored under its own name
+            if name != "self":
+                setattr(self, name, value)
 
     # ------------------------------------------------------------------ scikit-learn protocol
 
@@ -135,49 +109,55 @@ class VAE:
         return self
 
     def __repr__(self) -> str:
-        changed = {
-            k: v
-            for k, v in self.get_params().items()
-            if v != inspect.signature(type(self).__init__).parameters[k].default
-        }
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k].default}
         return f"VAE({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
-    # ------------------------------------------------------------------ input handling
+    def configs(self) -> tuple[ModelConfig, TrainConfig]:
+        """The arguments as validated configs (VaekitError naming a bad one)."""
+        return split_params(self.get_params())
 
-    def _rows(self, X: ArrayLike, what: str = "X", fitted_width: bool = True) -> Tensor:
-        """Validate an input array and return it as ``(n, d)`` float32 rows.
+    # ------------------------------------------------------------------ data
 
-        fitted_width : require the width the model was fitted on (off for a new ``fit``)
+    def check_data(
+        self, X: ArrayLike, y: ArrayLike | None = None, what: str = "X", new_fit: bool = False
+    ) -> Tensor:
+        """X as ``(n, d)`` float32 rows fit for this model: in the likelihood's support, in [0, 1]
+        when binarizing, of the fitted width; VaekitError otherwise.
+
+        new_fit : check for a new fit (the arguments' likelihood, any width, the conditions y)
+            instead of against the fitted model
         """
-        rows, _ = as_rows(_array(X, what), what)
-        if fitted_width and hasattr(self, "n_features_in_") and rows.shape[1] != self.n_features_in_:
-            raise VaekitError(
-                f"{what}: has {rows.shape[1]} features per example, the model was fitted on "
-                f"{self.n_features_in_}"
-            )
-        fitted = getattr(self, "module_", None)  # a fitted model checks against its own likelihood
-        likelihood = fitted.likelihood if fitted is not None else make_likelihood(self.likelihood, self.sigma)
-        problem = likelihood.check_data(rows)
-        if problem:
-            raise VaekitError(f"{what}: {problem}")
-        if self.binarize != "none" and not 0 <= float(rows.min()) <= float(rows.max()) <= 1:
-            raise VaekitError(
-                f"{what}: values range over [{float(rows.min()):g}, {float(rows.max()):g}]; "
-                f"binarize={self.binarize!r} draws pixels with P(1) = value, so it needs values in [0, 1]"
-            )
+        module = None if new_fit else getattr(self, "module_", None)
+        if module is None:
+            likelihood = make_likelihood(self.likelihood, self.likelihood_options)
+        rows = inputs.data_rows(
+            X,
+            what,
+            module.likelihood if module is not None else likelihood,
+            self.binarize,
+            self.n_features_in_ if module is not None else None,
+        )
+        if new_fit:
+            self._condition_setup(y)
         return rows
+
+    def eval_targets(self, X: ArrayLike, what: str = "X") -> Tensor:
+        """Held-out rows as training saw them: binarized once (seed + EVAL_BINARIZATION_SEED)
+        when training binarizes, else as given."""
+        x = self.check_data(X, what=what)
+        if self.binarize == "none":
+            return x
+        return binarize(x, torch.Generator().manual_seed(self.seed + EVAL_BINARIZATION_SEED))
 
     def _check_fitted(self) -> VAEModule:
         if not hasattr(self, "module_"):
             raise VaekitError("this VAE is not fitted yet; call fit() or VAE.load() first")
         return self.module_
 
-    def _configs(self) -> tuple[ModelConfig, TrainConfig]:
-        return split_params(self.get_params())
-
     def _cond(self, y: ArrayLike | int | None, n: int, what: str = "y") -> Tensor | None:
         """The condition ``(n, c)`` of a conditional model (None for an unconditional one)."""
-        if not self.module_.cond_dim:  # as fitted (set_params changes the next fit only)
+        if not self._check_fitted().cond_dim:  # as fitted (set_params changes the next fit only)
             return None
         cond = as_condition(y, n, self.module_.cond_dim, self.n_classes_, what)
         return cond.to(module_device(self.module_))
@@ -191,40 +171,19 @@ class VAE:
         return condition_setup(y)
 
     def _build(
-        self,
-        n_features: int,
-        image_shape: tuple[int, ...] | None,
-        cond: tuple[int, int | None] = (0, None),
+        self, n_features: int, image_shape: tuple[int, ...] | None, cond: tuple[int, int | None]
     ) -> None:
         """Create ``module_`` and the trainer; ``cond`` is the condition setup (cond_dim, n_classes)."""
-        model_cfg, train_cfg = self._configs()
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise VaekitError(f"n_features_in must be a positive integer, got {n_features!r}")
-        if image_shape is not None and (
-            len(image_shape) != 3
-            or not all(isinstance(v, int | np.integer) and v > 0 for v in image_shape)
-            or int(np.prod(image_shape)) != n_features
-        ):
-            raise VaekitError(
-                f"image_shape {list(image_shape)} is not (C, H, W) of positive sizes whose product is "
-                f"the {n_features} features per example"
-            )
+        model_cfg, train_cfg = self.configs()
+        shape = inputs.check_image_shape(image_shape, n_features)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
-            self.module_ = VAEModule(n_features, model_cfg, cond[0], image_shape)
-        self._built_with = self.get_params()  # what config.json records for this model
-        self.n_classes_ = cond[1]
-        self.n_features_in_ = n_features
-        self.image_shape_ = tuple(image_shape) if image_shape else None
+            self.module_ = VAEModule(n_features, model_cfg, cond[0], shape)
+        self._built_with = self.get_params()  # what the run's config records for this model
+        self.n_classes_, self.n_features_in_, self.image_shape_ = cond[1], n_features, shape
         self.trainer_ = Trainer(self.module_, train_cfg)
         self.history_: list[dict[str, float]] = []
         self.source_: dict[str, Any] | None = None
-
-    def _eval_targets(self, x: Tensor, seed: int) -> Tensor:
-        """Binarize held-out data once, with a recorded seed, when training binarizes."""
-        if self.binarize == "none":
-            return x
-        return binarize(x, torch.Generator().manual_seed(seed))
 
     # ------------------------------------------------------------------ training
 
@@ -248,27 +207,26 @@ class VAE:
         X_test, y_test : optional held-out rows (and conditions); each epoch's metrics then include its ELBO
         image_shape : (C, H, W) of the rows, for pictures; inferred from 3-D/4-D X
         on_epoch_end : called with each epoch's metrics (a dict of floats)
-        checkpoint_dir : a folder; ``config.json`` is written there first, then
-            ``checkpoint.safetensors`` every ``checkpoint_every`` steps and after each epoch.
-            Ctrl-C then stops after the current step, saves a checkpoint and raises
+        checkpoint_dir : a run folder (:class:`vaekit.runs.Run`); its config is written there
+            first, then a checkpoint every ``checkpoint_every`` steps and after each
+            epoch. Ctrl-C then stops after the current step, saves a checkpoint and raises
             KeyboardInterrupt.
-        resume : continue from the checkpoint in ``checkpoint_dir`` (from the start if there
-            is none yet); given the same X, the result equals an uninterrupted fit bit for bit
-        source : where X came from (JSON-able), recorded in ``config.json``
+        resume : continue from the checkpoint in ``checkpoint_dir`` (from the start if there is
+            none yet); given the same X, the result equals an uninterrupted fit bit for bit. With
+            more ``epochs`` than the checkpointed run (and a schedule that does not depend on the
+            run's length) a finished run is extended, equal to a run of that many epochs.
+        source : where X came from (JSON-able), recorded in the model's config
         """
         if resume and checkpoint_dir is None:
             raise VaekitError("resume=True needs the checkpoint_dir of the run to resume")
-        self._configs()  # the arguments first: _rows uses the likelihood
-        x = self._rows(X, fitted_width=False)  # a new fit may change the width
-        shape = image_shape or _image_shape_of(X)
-        self._build(x.shape[1], shape, self._condition_setup(y))
+        self.configs()  # the arguments first: check_data uses the likelihood
+        x = self.check_data(X, y, new_fit=True)
+        self._build(x.shape[1], image_shape or inputs.image_shape_of(X), self._condition_setup(y))
         self.source_ = source
         cond = self._cond(y, len(x))
         if self.binarize == "static":
-            x = binarize(x, torch.Generator().manual_seed(self.seed + 1))
-        x_test = (
-            self._eval_targets(self._rows(X_test, "X_test"), self.seed + 2) if X_test is not None else None
-        )
+            x = binarize(x, torch.Generator().manual_seed(self.seed + STATIC_BINARIZATION_SEED))
+        x_test = self.eval_targets(X_test, "X_test") if X_test is not None else None
         cond_test = self._cond(y_test, len(x_test), "y_test") if x_test is not None else None
 
         def record(row: dict[str, float]) -> None:
@@ -284,18 +242,7 @@ class VAE:
             if on_epoch_end is not None:
                 on_epoch_end(row)
 
-        save = None
-        if checkpoint_dir is not None:
-            path = Path(checkpoint_dir) / runs.CHECKPOINT
-            if resume and path.exists():
-                self.history_ = checkpoint.load(path, self.trainer_, self._record())
-            elif not resume:
-                storage.make_folder(Path(checkpoint_dir))
-                storage.write_json(Path(checkpoint_dir) / runs.CONFIG, self._record())
-
-            def save() -> None:
-                checkpoint.save(path, self.trainer_, self._record(), self.history_)
-
+        save = runs.Run(checkpoint_dir).checkpointing(self, resume) if checkpoint_dir is not None else None
         with checkpoint.stop_on_sigint(self.trainer_) if save else nullcontext():
             self.trainer_.fit(x, cond, on_epoch_end=record, on_checkpoint=save)
         return self
@@ -306,18 +253,18 @@ class VAE:
         classes : every class label of a label-conditional model, on the first call (as in
             scikit-learn), when the first batch does not hold the highest one; ignored afterwards
         """
-        self._configs()
+        self.configs()
         if self.binarize == "static":  # one fixed draw per example needs the whole data set: fit()
             raise VaekitError(
                 "partial_fit cannot binarize='static' (one fixed draw per example of the "
                 "whole data set); use binarize='dynamic', or binarize X yourself"
             )
-        x = self._rows(X)
+        x = self.check_data(X, y, new_fit=not hasattr(self, "module_"))
         if not hasattr(self, "module_"):
             cond = self._condition_setup(y)
             if classes is not None and cond[1] is not None:
                 cond = self._condition_setup(classes)  # labels: K = max(classes) + 1 one-hot columns
-            self._build(x.shape[1], _image_shape_of(X), cond)
+            self._build(x.shape[1], inputs.image_shape_of(X), cond)
         self.trainer_.train_step(x, self._cond(y, len(x)))
         return self
 
@@ -327,38 +274,52 @@ class VAE:
     def transform(self, X: ArrayLike, y: ArrayLike | None = None) -> np.ndarray:
         """Posterior means E_q[z|x] (E_q[z|x, y] when conditional): ``(n, latent_dim)``."""
         module = self._check_fitted().eval()
-        x = self._rows(X)
+        x = self.check_data(X)
         return module.encode(x.to(module_device(module)), self._cond(y, len(x)))[0].cpu().numpy()
 
     @torch.no_grad()
-    def inverse_transform(self, Z: ArrayLike, y: ArrayLike | int | None = None) -> np.ndarray:
-        """Decoder means E[x|z] (E[x|z, y]) for given latents Z ``(n, latent_dim)``: ``(n, d)``."""
+    def inverse_transform(
+        self, Z: ArrayLike, y: ArrayLike | int | None = None, mean: bool = True, seed: int = 0
+    ) -> np.ndarray:
+        """Decoder means E[x|z] (E[x|z, y]) for given latents Z ``(n, latent_dim)``: ``(n, d)``.
+
+        mean : False draws x ~ p(x|z) instead (:meth:`Likelihood.sample`, generator seeded by ``seed``)
+        """
         module = self._check_fitted().eval()
-        z = _array(Z, "Z")
+        z = inputs.array(Z, "Z")
         if z.ndim != 2 or z.shape[1] != module.latent_dim or len(z) == 0:
             raise VaekitError(f"Z: expected latents of shape (n, {module.latent_dim}), got {z.shape}")
         check_array(z, "Z")
         rows = float_rows(z, "Z").to(module_device(module))  # float32, finite
-        return module.likelihood.mean(module.decode(rows, self._cond(y, len(rows)))).cpu().numpy()
+        params = module.decode(rows, self._cond(y, len(rows)))
+        if mean:
+            return module.likelihood.mean(params).cpu().numpy()
+        gen = torch.Generator(module_device(module)).manual_seed(inputs.seed(seed))
+        return module.likelihood.sample(params, gen).cpu().numpy()
 
     def reconstruct(self, X: ArrayLike, y: ArrayLike | None = None) -> np.ndarray:
         """Decoder means of the encoded inputs' posterior means: ``(n, d)``."""
         return self.inverse_transform(self.transform(X, y), y)
 
-    def sample(self, n: int, seed: int | None = None, y: ArrayLike | int | None = None) -> np.ndarray:
+    def sample(
+        self, n: int, seed: int | None = None, y: ArrayLike | int | None = None, mean: bool = True
+    ) -> np.ndarray:
         """Decoder means for n draws z ~ N(0, I) from the prior: ``(n, d)``.
 
         y : the condition of a conditional model: one label for all n, or ``(n,)`` labels / ``(n, c)`` vectors
+        mean : False draws the pixels too, x ~ p(x|z) (e.g. 0/1 pixels of a Bernoulli decoder)
         """
         module = self._check_fitted()
-        _check_count(n, "n")
-        gen = torch.Generator().manual_seed(self.seed if seed is None else _check_seed(seed))
-        return self.inverse_transform(torch.randn(int(n), module.latent_dim, generator=gen), y)
+        seed = self.seed if seed is None else inputs.seed(seed)
+        z = torch.randn(
+            inputs.count(n, "n"), module.latent_dim, generator=torch.Generator().manual_seed(seed)
+        )
+        return self.inverse_transform(z, y, mean=mean, seed=seed)
 
     def score(self, X: ArrayLike, y: ArrayLike | None = None) -> float:
         """Mean ELBO per example on X, in nats (higher is better)."""
         module = self._check_fitted()
-        x = self._rows(X)
+        x = self.check_data(X)
         return elbo_summary(module, x, self._cond(y, len(x)), self.samples, self.estimator, self.seed)["elbo"]
 
     def score_samples(
@@ -369,37 +330,54 @@ class VAE:
         progress : show a progress bar over the examples (on stderr)
         """
         module = self._check_fitted()
-        _check_count(k, "k")
-        x = self._rows(X)
-        return importance_log_likelihood(
-            module, x, self._cond(y, len(x)), int(k), _check_seed(seed), progress=progress
-        ).numpy()
+        x = self.check_data(X)
+        cond = self._cond(y, len(x))
+        k, seed = inputs.count(k, "k"), inputs.seed(seed)
+        return importance_log_likelihood(module, x, cond, k, seed, progress=progress).numpy()
+
+    def evaluate(
+        self,
+        X: ArrayLike,
+        y: ArrayLike | None = None,
+        k: int = 5000,
+        progress: bool = False,
+        run: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """Everything ``vaekit eval`` reports on held-out X (:func:`vaekit.evaluate.evaluate`), per
+        example, in nats; X is binarized as :meth:`eval_targets` says.
+
+        run : the model's run folder: a long evaluation there keeps its finished examples and
+            resumes after a kill (:meth:`vaekit.runs.Run.log_likelihood`)
+        """
+        module = self._check_fitted()
+        x = self.eval_targets(X)
+        cond = self._cond(y, len(x))
+        k = inputs.count(k, "k")
+        log_px = runs.Run(run).log_likelihood(module, x, cond, k, self.seed, progress) if run else None
+        result = evaluate(module, x, k, self.samples, self.estimator, self.seed, cond, progress, log_px)
+        seed = self.seed + EVAL_BINARIZATION_SEED if self.binarize != "none" else None
+        return {"binarization_seed": seed, **result}
 
     def elbo_terms(self, X: ArrayLike, y: ArrayLike | None = None) -> ELBOTerms:
         """Per-example ELBO terms (reconstruction and KL, nats) on X, without gradients."""
         module = self._check_fitted().eval()
-        x = self._rows(X)
+        x = self.check_data(X).to(module_device(module))
         with torch.no_grad():
-            terms = elbo(
-                module, x.to(module_device(module)), self._cond(y, len(x)), self.samples, self.estimator
-            )
+            terms = elbo(module, x, self._cond(y, len(x)), self.samples, self.estimator)
         return ELBOTerms(terms.recon.cpu(), terms.kl.cpu())
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, folder: str | Path) -> None:
-        """Write ``config.json`` (arguments, shapes, version) and ``model.safetensors`` to folder."""
+        """Write the config (arguments, shapes, version) and the weights to folder (:mod:`vaekit.runs`)."""
         module = self._check_fitted()
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise VaekitError(f"{folder}: cannot create the folder ({e.strerror or e})") from e
-        storage.save_tensors(folder / runs.WEIGHTS, module.state_dict())
-        storage.write_json(folder / runs.CONFIG, self._record())
+        run = runs.Run(folder)
+        storage.make_folder(run.folder)
+        run.write_weights(module.state_dict())
+        run.write_config(self.config_record())
 
-    def _record(self) -> dict[str, Any]:
-        """The contents of ``config.json``: arguments, input shapes, conditions, version, data source."""
+    def config_record(self) -> dict[str, Any]:
+        """The model's config (:data:`vaekit.runs.CONFIG`): arguments, shapes, conditions, version, data."""
         # the arguments the model was built with: set_params after fit changes only the next fit
         params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self._built_with.items()}
         params["hidden"] = [int(h) for h in params["hidden"]]
@@ -417,11 +395,15 @@ class VAE:
 
     @classmethod
     def load(cls, folder: str | Path) -> VAE:
-        """Rebuild a saved VAE from ``config.json`` and ``model.safetensors`` in folder."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise VaekitError(f"{folder}: no such model folder")
-        config = storage.read_json(folder / runs.CONFIG)
+        """Rebuild a saved VAE from the config and weights in folder (see :meth:`save`)."""
+        run = runs.Run.existing(folder, what="model folder")
+        config = run.read_config()
+        try:  # a user's architecture must be registered again (its module imported) to rebuild it
+            check_architecture(config["params"]["arch"], config["params"].get("arch_options"))
+        except (KeyError, TypeError) as e:
+            raise VaekitError(f"{run.path(runs.CONFIG)}: not a vaekit model config (no {e})") from e
+        except VaekitError as e:
+            raise VaekitError(f"{run.path(runs.CONFIG)}: {e}") from e
         try:
             params = {**config["params"], "hidden": tuple(config["params"]["hidden"])}
             if params.get("device") == "cuda" and not torch.cuda.is_available():
@@ -432,40 +414,6 @@ class VAE:
             vae._build(config["n_features_in"], tuple(shape) if isinstance(shape, list) else shape, cond)
             vae.source_ = config.get("source")
         except (KeyError, TypeError, ValueError, AttributeError, VaekitError) as e:
-            raise VaekitError(f"{folder / runs.CONFIG}: not a vaekit model config ({e})") from e
-        tensors = storage.load_tensors(folder / runs.WEIGHTS)
-        storage.load_state(vae.module_, tensors, folder / runs.WEIGHTS, folder / runs.CONFIG)
+            raise VaekitError(f"{run.path(runs.CONFIG)}: not a vaekit model config ({e})") from e
+        storage.load_state(vae.module_, run.read_weights(), run.path(runs.WEIGHTS), run.path(runs.CONFIG))
         return vae
-
-
-MAX_COUNT = 2**31 - 1  # the most samples (n, k) one call may ask for
-
-
-def _array(X: ArrayLike, what: str) -> np.ndarray:
-    """X as a numpy array (copying a tensor to the CPU); ragged or odd input is a VaekitError."""
-    try:
-        return X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
-    except (ValueError, TypeError, RuntimeError) as e:
-        raise VaekitError(f"{what}: not an array of numbers ({e})") from e
-
-
-def _check_count(n: object, name: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 < n <= MAX_COUNT:
-        raise VaekitError(f"{name} must be a positive integer up to {MAX_COUNT}, got {n!r}")
-
-
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < MAX_SEED:
-        raise VaekitError(f"seed must be an integer in [0, 2**62), got {seed!r}")
-    return int(seed)
-
-
-def _image_shape_of(X: ArrayLike) -> tuple[int, ...] | None:
-    """(C, H, W) of image-shaped input, or a square single-channel guess for flat rows."""
-    shape = tuple(np.shape(X))
-    if len(shape) == 3:
-        return (1, *shape[1:])
-    if len(shape) == 4:
-        return (shape[3], shape[1], shape[2])
-    side = round(shape[1] ** 0.5) if len(shape) == 2 else 0
-    return (1, side, side) if side * side == shape[-1] else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -62,6 +62,9 @@ def importance_log_likelihood(
     seed: int = 0,
     chunk: int | None = None,
     progress: bool = False,
+    generator: torch.Generator | None = None,
+    done: Tensor | None = None,
+    on_chunk: Callable[[Tensor], None] | None = None,
 ) -> Tensor:
     """Importance-sampled log p(x) = log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): ``(n,)`` nats.
 
@@ -69,26 +72,34 @@ def importance_log_likelihood(
     samples so memory stays near ``chunk`` (examples x samples, default :data:`IMPORTANCE_CHUNK`
     for the module's device) whatever k and n are.
     progress : show a progress bar over the examples (on stderr)
+    generator : the draws' generator (default: a new one seeded with ``seed``)
+    done : the values ``(m,)`` of the first m examples, computed before with ``generator`` in the
+        state it has now (a resumed evaluation continues with example m)
+    on_chunk : called with the values of the examples finished so far after each pass over a block
     """
     module.eval()
     device = module_device(module)
-    generator = torch.Generator(device).manual_seed(seed)
+    if generator is None:
+        generator = torch.Generator(device).manual_seed(seed)
     chunk = chunk or IMPORTANCE_CHUNK.get(device.type, IMPORTANCE_CHUNK["cuda"])
     # chunk assumes layers about as wide as the data; a wider (convolutional) decoder gets fewer samples
     chunk = max(1, chunk * module.data_dim // max(module.data_dim, module.decode_floats))
     rows = max(1, min(len(x), chunk // k))  # examples per pass
     per_pass = max(1, min(k, chunk // rows))  # samples per pass
-    out = []
-    bar = tqdm(total=len(x), disable=not progress, unit="example", desc=f"log p(x), k={k}")
-    for xb, yb in _batches(x, y, rows, device):
+    out = [done.to(torch.float64)] if done is not None else []
+    start = len(out[0]) if out else 0
+    bar = tqdm(total=len(x), initial=start, disable=not progress, unit="example", desc=f"log p(x), k={k}")
+    for xb, yb in _batches(x[start:], y[start:] if y is not None else None, rows, device):
         acc = torch.full((len(xb),), -torch.inf, dtype=torch.float64, device=device)
         for j in range(0, k, per_pass):
             lw = log_weights(module, xb, yb, min(per_pass, k - j), generator)
             acc = torch.logaddexp(acc, torch.logsumexp(lw.double(), dim=0))
-        out.append(acc - math.log(k))
+        out.append((acc - math.log(k)).cpu())
         bar.update(len(xb))
+        if on_chunk is not None:
+            on_chunk(torch.cat(out))
     bar.close()
-    return torch.cat(out).cpu()
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
 @torch.inference_mode()
@@ -158,15 +169,18 @@ def evaluate(
     seed: int = 0,
     y: Tensor | None = None,
     progress: bool = False,
+    log_px: Tensor | None = None,
 ) -> dict[str, object]:
     """Everything ``vaekit eval`` reports on the rows of x ``(n, d)`` (conditions y), per example, in nats.
 
     elbo, recon, kl (:func:`elbo_summary`), log_px (:func:`importance_log_likelihood`
     with k samples, and its standard error over examples), bits_per_dim = -log_px / (d log 2),
     active_units and kl_per_dim (:func:`latent_usage`).
+    log_px : the per-example ``(n,)`` importance-sampled values, when computed already (with ``seed``)
     """
     terms = elbo_summary(module, x, y, samples, estimator, seed)
-    log_px = importance_log_likelihood(module, x, y, k, seed, progress=progress)
+    if log_px is None:
+        log_px = importance_log_likelihood(module, x, y, k, seed, progress=progress)
     return {
         "n": len(x),
         "k": k,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from vaekit.config import TrainConfig
 from vaekit.likelihoods import Bernoulli
-from vaekit.networks import LOGVAR_RANGE, VAEModule
+from vaekit.networks import LOGVAR_RANGE, Decoder, GaussianEncoder, VAEModule
 from vaekit.objectives import ELBOTerms, gaussian_kl
 
 #: the TrainConfig fields this module knows the meaning of; any other field (added later)
@@ -50,7 +50,7 @@ def supports(module: nn.Module, config: TrainConfig) -> bool:
     """Whether :func:`elbo_step` computes exactly what autograd on ``objectives.elbo`` would."""
     if type(module) is not VAEModule or module.cond_dim or type(module.likelihood) is not Bernoulli:
         return False
-    if type(module.features) is not nn.Identity or type(module.to_data) is not nn.Identity:  # conv
+    if type(module.encoder) is not GaussianEncoder or type(module.decoder) is not Decoder:  # mlp only
         return False
     if config.estimator != "analytic" or config.objective != "elbo" or config.free_bits:
         return False

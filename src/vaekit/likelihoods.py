@@ -12,6 +12,8 @@ Add a likelihood by subclassing :class:`Likelihood` and registering it in
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +29,33 @@ class Likelihood:
 
     #: decoder outputs per data dimension
     params_per_dim: int = 1
+    #: the options of the family (the config's ``likelihood_options``): name -> (default, what it is);
+    #: every option is a positive finite number
+    options: ClassVar[dict[str, tuple[float, str]]] = {}
 
     @classmethod
-    def from_options(cls, sigma: float) -> Likelihood:
-        """Build from the model options; each family takes the ones it uses."""
-        return cls()
+    def from_options(cls, options: Mapping[str, object] | None = None) -> Likelihood:
+        """Build from ``likelihood_options``: the family's own options, defaults for the ones left out.
+
+        An option the family does not take, or a value that is not a positive finite number, is a
+        VaekitError naming it.
+        """
+        given = dict(options or {})
+        unknown = sorted(set(given) - set(cls.options))
+        if unknown:
+            takes = sorted(cls.options) or "none"
+            raise VaekitError(
+                f"likelihood_options: {unknown} are not options of {cls.__name__} (it takes {takes})"
+            )
+        values = {}
+        for name, (default, _) in cls.options.items():
+            value = given.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise VaekitError(
+                    f"likelihood_options: {name} must be a positive finite number, got {value!r}"
+                )
+            values[name] = float(value)
+        return cls(**values)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         """log p(x | params) summed over dimensions: ``(..., n)`` nats."""
@@ -116,14 +140,10 @@ class GaussianFixed(Likelihood):
     reports is a true log-likelihood in nats.
     """
 
-    def __init__(self, sigma: float = 1.0) -> None:
-        if not sigma > 0.0 or not math.isfinite(sigma):
-            raise VaekitError(f"sigma must be a positive finite number, got {sigma!r}")
-        self.sigma = float(sigma)
+    options: ClassVar[dict[str, tuple[float, str]]] = {"sigma": (1.0, "standard deviation of gaussian_fixed")}
 
-    @classmethod
-    def from_options(cls, sigma: float) -> Likelihood:
-        return cls(sigma)
+    def __init__(self, sigma: float = 1.0) -> None:
+        self.sigma = sigma
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         d = x.shape[-1]
@@ -198,8 +218,8 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
 }
 
 
-def make_likelihood(name: str, sigma: float = 1.0) -> Likelihood:
-    """Build a registered likelihood by name; ``sigma`` applies to 'gaussian_fixed' only."""
+def make_likelihood(name: str, options: Mapping[str, object] | None = None) -> Likelihood:
+    """Build a registered likelihood by name with its ``options`` (see :attr:`Likelihood.options`)."""
     if name not in LIKELIHOODS:
         raise VaekitError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
-    return LIKELIHOODS[name].from_options(sigma)
+    return LIKELIHOODS[name].from_options(options)

@@ -2,19 +2,35 @@
 
 Shapes: ``d`` data dimensions (flattened), ``J`` latent dimensions, ``c``
 condition dimensions (0 for an unconditional model), ``L`` samples of z.
+
+Encoder/decoder pairs come from the :data:`ARCHITECTURES` registry ('mlp', 'conv'): a builder
+takes a :class:`NetworkSpec` (and the architecture's keyword options, ``arch_options`` in the
+config) and returns ``(encoder, decoder)``:
+
+- encoder: ``forward(x (n, d), y (n, c) or None) -> (mu, logvar)``, each ``(n, J)``;
+- decoder: ``forward(z (..., n, J), y (n, c) or None) -> params (..., n, k * d)``, the likelihood's
+  parameters, parameter-major (all first parameters of the d dimensions, then the second...).
+
+A user adds one with :func:`register_architecture`; the model's config records its name and options,
+so :meth:`vaekit.VAE.load` rebuilds it once the registering module is imported.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import Likelihood, make_likelihood
+
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -41,8 +57,46 @@ def _with_condition(h: Tensor, y: Tensor | None) -> Tensor:
     return torch.cat([h, y.expand(*h.shape[:-1], y.shape[-1])], dim=-1)
 
 
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What an architecture builder is given: the sizes of the data, the latent and the condition."""
+
+    data_dim: int  # d, flattened data dimensions
+    latent_dim: int  # J
+    cond_dim: int  # c, 0 for an unconditional model
+    params_per_dim: int  # k, decoder outputs per data dimension (the likelihood's parameters)
+    hidden: tuple[int, ...]  # hidden widths of the encoder (the decoder mirrors them)
+    activation: str  # a key of ACTIVATIONS
+    image_shape: tuple[int, ...] | None  # (C, H, W) of image rows, None for other data
+
+
+Builder = Callable[..., tuple[nn.Module, nn.Module]]
+#: encoder/decoder architectures by name (``ModelConfig.arch``): builder(spec, **arch_options)
+ARCHITECTURES: dict[str, Builder] = {}
+
+
+def register_architecture(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: register ``builder(spec: NetworkSpec, **options) -> (encoder, decoder)`` as ``name``.
+
+    >>> @register_architecture("wide")
+    ... def wide(spec, width=1024):
+    ...     k, c, j = spec.params_per_dim, spec.cond_dim, spec.latent_dim
+    ...     encoder = GaussianEncoder(spec.data_dim + c, (width,), j, spec.activation)
+    ...     return encoder, Decoder(j + c, (width,), k * spec.data_dim, spec.activation)
+    """
+
+    def register(builder: Builder) -> Builder:
+        ARCHITECTURES[name] = builder
+        return builder
+
+    return register
+
+
 class GaussianEncoder(nn.Module):
-    """q(z|x) = N(mu(x), diag exp(logvar(x))): an MLP trunk with separate linear heads."""
+    """q(z|x) = N(mu(x), diag exp(logvar(x))): an MLP trunk with separate linear heads.
+
+    forward(x ``(n, in_dim)``, y ``(n, c)`` or None): the condition joins the input.
+    """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], latent_dim: int, activation: str) -> None:
         super().__init__()
@@ -51,22 +105,31 @@ class GaussianEncoder(nn.Module):
         self.mu = nn.Linear(width, latent_dim)
         self.logvar = nn.Linear(width, latent_dim)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x ``(n, in_dim)`` -> mu, logvar, each ``(n, J)``."""
-        h = self.trunk(x)
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x ``(n, in_dim - c)``, y ``(n, c)`` -> mu, logvar, each ``(n, J)``."""
+        h = self.trunk(_with_condition(x, y))
         return self.mu(h), self.logvar(h).clamp(*LOGVAR_RANGE)
 
 
 class Decoder(nn.Module):
-    """z ``(..., n, in_dim)`` -> likelihood parameters ``(..., n, out_dim)`` (e.g. Bernoulli logits)."""
+    """z ``(..., n, J)``, y ``(n, c)`` -> likelihood parameters ``(..., n, out_dim)`` (e.g. Bernoulli
+    logits); in_dim = J + c."""
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, activation: str) -> None:
         super().__init__()
         self.trunk = mlp([in_dim, *hidden], activation)
         self.out = nn.Linear(hidden[-1] if hidden else in_dim, out_dim)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.out(self.trunk(z))
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.out(self.trunk(_with_condition(z, y)))
+
+
+@register_architecture("mlp")
+def mlp_networks(spec: NetworkSpec) -> tuple[nn.Module, nn.Module]:
+    """Fully connected encoder and mirrored decoder (the paper's MLPs, appendix C)."""
+    j, c, h = spec.latent_dim, spec.cond_dim, spec.hidden
+    encoder = GaussianEncoder(spec.data_dim + c, h, j, spec.activation)
+    return encoder, Decoder(j + c, h[::-1], spec.params_per_dim * spec.data_dim, spec.activation)
 
 
 class ConvFeatures(nn.Module):
@@ -113,19 +176,52 @@ class ConvOutput(nn.Module):
         return self.net(h.reshape(-1, *self.grid)).reshape(*h.shape[:-1], -1)
 
 
+class ConvEncoder(nn.Module):
+    """Convolutional features, then the condition, then a Gaussian MLP head."""
+
+    def __init__(self, features: ConvFeatures, head: GaussianEncoder) -> None:
+        super().__init__()
+        self.features, self.head = features, head
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.head(self.features(x), y)
+
+
+class ConvDecoder(nn.Module):
+    """An MLP from (z, y) to feature maps, then transposed convolutions to the likelihood's parameters."""
+
+    def __init__(self, head: Decoder, to_data: ConvOutput) -> None:
+        super().__init__()
+        self.head, self.to_data = head, to_data
+        self.floats_per_sample = to_data.widest
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.to_data(self.head(z, y))
+
+
+@register_architecture("conv")
+def conv_networks(spec: NetworkSpec) -> tuple[nn.Module, nn.Module]:
+    """Two 4x4 stride-2 convolutions (mirrored by transposed ones) around the MLPs of ``hidden``,
+    for ``(C, H, W)`` images with H and W divisible by 4; the condition joins after the convolutions."""
+    _check_conv_shape(spec.image_shape, spec.data_dim)
+    shape = spec.image_shape
+    assert shape is not None
+    features = ConvFeatures(shape, spec.activation)
+    to_data = ConvOutput(shape, spec.params_per_dim, spec.activation)
+    j, c, h = spec.latent_dim, spec.cond_dim, spec.hidden
+    encoder = ConvEncoder(features, GaussianEncoder(features.out_dim + c, h, j, spec.activation))
+    return encoder, ConvDecoder(Decoder(j + c, h[::-1], to_data.in_dim, spec.activation), to_data)
+
+
 class VAEModule(nn.Module):
     """The AEVB model: encoder q(z|x), prior N(0, I), decoder p(x|z), optionally conditioned on y.
 
     Parameters
     ----------
     data_dim : d, the number of (flattened) data dimensions
-    config : the model configuration (latent size, hidden widths, activation, likelihood)
+    config : the model configuration (latent size, hidden widths, activation, likelihood, architecture)
     cond_dim : c, the size of the condition vector y (0: unconditional)
-    image_shape : (C, H, W) of the rows, needed by ``config.arch == 'conv'`` (H, W divisible by 4)
-
-    With arch 'conv' the encoder's MLP (``config.hidden``) runs on convolutional
-    features and the decoder's MLP feeds transposed convolutions; the condition y
-    joins after the convolutions.
+    image_shape : (C, H, W) of the rows, needed by image architectures such as 'conv'
     """
 
     def __init__(
@@ -137,30 +233,51 @@ class VAEModule(nn.Module):
     ) -> None:
         super().__init__()
         self.data_dim, self.cond_dim, self.latent_dim = data_dim, cond_dim, config.latent_dim
-        self.likelihood: Likelihood = make_likelihood(config.likelihood, config.sigma)
+        self.likelihood: Likelihood = make_likelihood(config.likelihood, config.likelihood_options)
         k = self.likelihood.params_per_dim
-        self.features: nn.Module = nn.Identity()
-        self.to_data: nn.Module = nn.Identity()
-        hidden = list(config.hidden)
-        features, decoder_out = data_dim, k * data_dim
+        spec = NetworkSpec(
+            data_dim,
+            config.latent_dim,
+            cond_dim,
+            k,
+            tuple(config.hidden),
+            config.activation,
+            tuple(image_shape) if image_shape is not None else None,
+        )
+        self.encoder, self.decoder = build_networks(config.arch, spec, config.arch_options)
         #: floats the decoder's widest layer holds per sample of z; evaluation sizes its passes by it
-        self.decode_floats = max([*hidden, k * data_dim])
-        if config.arch == "conv":
-            _check_conv_shape(image_shape, data_dim)
-            self.features = ConvFeatures(image_shape, config.activation)  # type: ignore[arg-type]
-            self.to_data = ConvOutput(image_shape, k, config.activation)  # type: ignore[arg-type]
-            features, decoder_out = self.features.out_dim, self.to_data.in_dim
-            self.decode_floats = max(self.decode_floats, self.to_data.widest)
-        self.encoder = GaussianEncoder(features + cond_dim, hidden, config.latent_dim, config.activation)
-        self.decoder = Decoder(config.latent_dim + cond_dim, hidden[::-1], decoder_out, config.activation)
+        self.decode_floats = max(
+            [*config.hidden, k * data_dim, getattr(self.decoder, "floats_per_sample", 0)]
+        )
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x ``(n, d)``, y ``(n, c)`` -> mu, logvar of q(z|x, y), each ``(n, J)``."""
-        return self.encoder(_with_condition(self.features(x), y))
+        return self.encoder(x, y)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """z ``(..., n, J)``, y ``(n, c)`` -> likelihood parameters ``(..., n, k * d)``."""
-        return self.to_data(self.decoder(_with_condition(z, y)))
+        return self.decoder(z, y)
+
+
+def build_networks(
+    name: str, spec: NetworkSpec, options: Mapping[str, Any] | None
+) -> tuple[nn.Module, nn.Module]:
+    """(encoder, decoder) of the registered architecture ``name`` with its keyword ``options``."""
+    check_architecture(name, options)
+    return ARCHITECTURES[name](spec, **dict(options or {}))
+
+
+def check_architecture(name: str, options: Mapping[str, Any] | None) -> None:
+    """VaekitError unless ``name`` is registered and its builder takes the keyword ``options``."""
+    if name not in ARCHITECTURES:
+        raise VaekitError(
+            f"architecture {name!r} is not registered (registered: {sorted(ARCHITECTURES)}); import the "
+            "module that registers it with vaekit.register_architecture first"
+        )
+    try:
+        inspect.signature(ARCHITECTURES[name]).bind(None, **dict(options or {}))
+    except TypeError as e:
+        raise VaekitError(f"arch_options {dict(options or {})} do not fit architecture {name!r} ({e})") from e
 
 
 def _check_conv_shape(image_shape: Sequence[int] | None, data_dim: int) -> None:

@@ -153,6 +153,88 @@ def free_bits_kl(kl_per_dim: Tensor, floor: float) -> Tensor:
     return kl_per_dim.mean(0).clamp(min=floor).sum()
 
 
+class TrainingObjective:
+    """What the Trainer minimises: a registered entry of :data:`OBJECTIVES`."""
+
+    def check(self, config: TrainConfig) -> str | None:
+        """Why ``config`` cannot train this objective, or None."""
+        return None
+
+    def loss(
+        self,
+        module: VAEModule,
+        x: Tensor,
+        y: Tensor | None,
+        config: TrainConfig,
+        step: int = 0,
+        generator: torch.Generator | None = None,
+        eps: Tensor | None = None,
+    ) -> tuple[Tensor, ELBOTerms]:
+        """The scalar to minimise on minibatch x ``(m, d)`` at ``step``, and the batch's ELBO terms.
+
+        eps : optional ``(samples, m, J)`` noise (default: drawn from generator), see :func:`reparameterize`
+        """
+        raise NotImplementedError
+
+
+class ELBOObjective(TrainingObjective):
+    """The mean of beta_t * kl - recon, beta_t from :func:`beta_at` (KL warm-up; beta-VAE); with
+    ``free_bits`` the KL term is :func:`free_bits_kl` of the closed-form KL."""
+
+    def check(self, config: TrainConfig) -> str | None:
+        if config.free_bits > 0 and config.estimator != "analytic":
+            return "free_bits needs the 'analytic' estimator (closed-form KL)"
+        return None
+
+    def loss(
+        self,
+        module: VAEModule,
+        x: Tensor,
+        y: Tensor | None,
+        config: TrainConfig,
+        step: int = 0,
+        generator: torch.Generator | None = None,
+        eps: Tensor | None = None,
+    ) -> tuple[Tensor, ELBOTerms]:
+        beta = beta_at(step, config.beta, config.warmup_steps)
+        if config.free_bits == 0:
+            terms = elbo(module, x, y, config.samples, config.estimator, generator, eps)
+            return terms.loss(beta), terms
+        mu, logvar, _, log_px_z = _draw(module, x, y, config.samples, generator, eps)
+        kl_per_dim = gaussian_kl(mu, logvar)  # (m, J)
+        terms = ELBOTerms(recon=log_px_z.mean(0), kl=kl_per_dim.sum(-1))
+        return beta * free_bits_kl(kl_per_dim, config.free_bits) - terms.recon.mean(), terms
+
+
+class IWAEObjective(TrainingObjective):
+    """Minus the batch mean of the k-sample importance-weighted bound, k = ``config.samples``
+    (Burda et al. 2015); its terms are the mean log p(x|z_i) and the closed-form KL."""
+
+    def check(self, config: TrainConfig) -> str | None:
+        if config.beta != 1 or config.warmup_steps or config.estimator != "analytic" or config.free_bits:
+            return "objective 'iwae' needs beta 1, no warmup_steps, no free_bits and the 'analytic' estimator"
+        return None
+
+    def loss(
+        self,
+        module: VAEModule,
+        x: Tensor,
+        y: Tensor | None,
+        config: TrainConfig,
+        step: int = 0,
+        generator: torch.Generator | None = None,
+        eps: Tensor | None = None,
+    ) -> tuple[Tensor, ELBOTerms]:
+        mu, logvar, z, log_px_z = _draw(module, x, y, config.samples, generator, eps)
+        terms = ELBOTerms(recon=log_px_z.mean(0), kl=gaussian_kl(mu, logvar).sum(-1))
+        log_w = log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)  # (k, m)
+        return -iwae_bound(log_w).mean(), terms
+
+
+#: the training objectives by name (``TrainConfig.objective``)
+OBJECTIVES: dict[str, TrainingObjective] = {"elbo": ELBOObjective(), "iwae": IWAEObjective()}
+
+
 def training_loss(
     module: VAEModule,
     x: Tensor,
@@ -162,22 +244,5 @@ def training_loss(
     generator: torch.Generator | None = None,
     eps: Tensor | None = None,
 ) -> tuple[Tensor, ELBOTerms]:
-    """The scalar the Trainer minimises on minibatch x ``(m, d)`` at ``step``, and the batch's ELBO terms.
-
-    objective 'elbo': mean of beta_t * kl - recon, beta_t from :func:`beta_at`; with
-    ``free_bits`` the KL term is :func:`free_bits_kl` of the closed-form KL.
-    objective 'iwae': minus the batch mean of the k-sample bound, k = ``config.samples``
-    (Burda et al. 2015); its terms are the mean log p(x|z_i) and the closed-form KL.
-    eps : optional ``(samples, m, J)`` noise (default: drawn from generator), see :func:`reparameterize`
-    """
-    beta = beta_at(step, config.beta, config.warmup_steps)
-    if config.objective == "elbo" and config.free_bits == 0:
-        terms = elbo(module, x, y, config.samples, config.estimator, generator, eps)
-        return terms.loss(beta), terms
-    mu, logvar, z, log_px_z = _draw(module, x, y, config.samples, generator, eps)
-    kl_per_dim = gaussian_kl(mu, logvar)  # (m, J)
-    terms = ELBOTerms(recon=log_px_z.mean(0), kl=kl_per_dim.sum(-1))
-    if config.objective == "iwae":
-        log_w = log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)  # (k, m)
-        return -iwae_bound(log_w).mean(), terms
-    return beta * free_bits_kl(kl_per_dim, config.free_bits) - terms.recon.mean(), terms
+    """The loss of the registered objective ``config.objective`` (see :meth:`TrainingObjective.loss`)."""
+    return OBJECTIVES[config.objective].loss(module, x, y, config, step, generator, eps)

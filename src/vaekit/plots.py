@@ -156,7 +156,7 @@ def curve_series(history: Sequence[Mapping[str, float]]) -> dict[str, tuple[list
 
 
 def training_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """Train and test ELBO (nats) against epoch, from ``metrics.jsonl`` rows."""
+    """Train and test ELBO (nats) against epoch, from a run's metric rows."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     for label, (epochs, values) in curve_series(history).items():
@@ -191,9 +191,16 @@ def lower_bound_panels(curves: Mapping[str, Mapping[str, list[float]]], path: st
 
 
 def sample_grid(
-    vae: VAE, n: int, seed: int, label: int | None, conditions: ArrayLike | None = None
+    vae: VAE,
+    n: int,
+    seed: int,
+    label: int | None,
+    conditions: ArrayLike | None = None,
+    mean: bool = True,
 ) -> Image.Image:
     """n samples as a picture: all of one label, or (conditional, no label) a row per condition.
+
+    mean : the decoder's means (default), or draws x ~ p(x|z) (see :meth:`VAE.sample`)
 
     conditions : the condition of each row, labels ``(m,)`` or vectors ``(m, c)``; by default
         each class of a model conditioned on labels, while a model conditioned on vectors needs
@@ -213,14 +220,15 @@ def sample_grid(
             raise VaekitError(f"conditions: expected labels (m,) or vectors (m, c), got shape {rows.shape}")
         per_row = max(1, n // len(rows))
         y = np.repeat(rows, per_row, axis=0)
-        return image_grid(vae.sample(len(y), seed=seed, y=y), shape, per_row)
-    return image_grid(vae.sample(n, seed=seed, y=label), shape, min(8, n))
+        return image_grid(vae.sample(len(y), seed=seed, y=y, mean=mean), shape, per_row)
+    return image_grid(vae.sample(n, seed=seed, y=label, mean=mean), shape, min(8, n))
 
 
 def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
-    """samples.png, reconstructions.png, manifold.png (images only) and curves.png (every run).
+    """The run's pictures (:data:`vaekit.runs.PICTURES`): samples, reconstructions, the manifold
+    (images only) and the curves (every run).
 
-    samples.png has a row of 8 samples per class of a model conditioned on labels, or per
+    The samples have a row of 8 samples per class of a model conditioned on labels, or per
     each of the first 8 conditions in ``y_test`` of a model conditioned on vectors.
     """
     written = []

@@ -16,6 +16,7 @@ import math
 import platform
 import re
 import time
+from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +24,15 @@ from typing import Any
 
 import torch
 
-from vaekit import __version__, plots, runs, storage
-from vaekit.data import Data
+from vaekit import __version__, plots
+from vaekit.config import TRAIN_BOUND_SEED
+from vaekit.data import Data, binarize, data_spec, load_data
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
-from vaekit.evaluate import elbo_summary, eval_table, evaluate, importance_log_likelihood
-from vaekit.train import BURDA_EPOCHS, BURDA_STAGES
-
-RECORD = "reproduce.json"
+from vaekit.evaluate import elbo_summary, eval_table, importance_log_likelihood
+from vaekit.optim import BURDA_EPOCHS, BURDA_STAGES
+from vaekit.runner import train_into
+from vaekit.runs import EVAL, FIGURE2, FIGURE2_DATA, REPRODUCE, Run, latent_run
 
 Echo = Callable[[str], None]
 
@@ -102,40 +104,39 @@ def _epochs_within(minutes: float, per_epoch: float, fixed: float, what: str, mo
     return epochs
 
 
-def _fit_into(
-    run: Path,
-    vae: VAE,
-    data: Data,
-    echo: Echo,
-    extra: Callable[[VAE], dict[str, float]] | None = None,
-    source: dict[str, Any] | None = None,
-) -> None:
-    """Train vae on data, writing the metrics of the epochs so far (and ``extra``'s) to
-    run/metrics.jsonl after each epoch; then save the model and its pictures there.
+def _record(run: Run, record: dict[str, Any]) -> None:
+    run.write_json(REPRODUCE, {"vaekit_version": __version__, "machine": _machine(), **record})
 
-    source : the data's spec as ``vaekit train`` records it (config.json), so that ``vaekit eval``
-        and ``plot`` find the run's data by themselves
-    """
-    run.mkdir(parents=True, exist_ok=True)
-    (run / runs.METRICS).unlink(missing_ok=True)
 
-    def log_epoch(row: dict[str, float]) -> None:
-        row.update(extra(vae) if extra is not None else {})  # row is the last of vae.history_
-        storage.write_jsonl(run / runs.METRICS, vae.history_)
-        echo(
-            f"epoch {int(row['epoch'])}/{vae.epochs}: train ELBO {row['train_elbo']:.2f}, "
-            f"test ELBO {row['test_elbo']:.2f} nats (lr {row['lr']:.2e}, {row['seconds']:.1f} s)"
+@dataclass(frozen=True)
+class Settings:
+    """What a ``vaekit reproduce`` command asks for; a resumed command must ask for the same."""
+
+    budget: Budget = Budget()
+    eval_n: int | None = None  # burda2015: evaluate the first eval_n test digits (None: all)
+    eval_k: int | None = None  # burda2015: importance samples (None: the paper's 5000)
+    data: str = "mnist"
+
+    def describe(self) -> dict[str, Any]:
+        return {"budget": str(self.budget), "eval_n": self.eval_n, "eval_k": self.eval_k, "data": self.data}
+
+
+def _plan(run: Run, settings: Settings, resume: bool, plan: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The protocol's record: made by ``plan()`` (which may time the machine) and written to
+    the run's record, or, on a resume, read back from there, so that a minutes budget trains the
+    same epochs as before the kill; a resumed command that asks for other settings is refused."""
+    if not resume or not run.has(REPRODUCE):
+        record = {"settings": settings.describe(), **plan()}
+        _record(run, {**record, "status": "training"})
+        return record
+    record = run.read_json(REPRODUCE)
+    if not isinstance(record, dict) or record.get("settings") != settings.describe():
+        saved = record.get("settings") if isinstance(record, dict) else None
+        raise VaekitError(
+            f"{run.path(REPRODUCE)}: the run was started with {saved}, not {settings.describe()}; "
+            "resume with the same command"
         )
-
-    vae.fit(
-        data.x_train, X_test=data.x_test, image_shape=data.image_shape, on_epoch_end=log_epoch, source=source
-    )
-    vae.save(run)
-    plots.write_pictures(vae, run, data.x_test.numpy())
-
-
-def _record(run: Path, record: dict[str, Any]) -> None:
-    storage.write_json(run / RECORD, {"vaekit_version": __version__, "machine": _machine(), **record})
+    return record
 
 
 # ------------------------------------------------------------------------------------- burda2015
@@ -159,72 +160,96 @@ BURDA_K = 5000
 
 
 def burda2015(
-    run: Path,
+    run: Run,
     data: Data,
-    budget: Budget,
-    k: int = BURDA_K,
+    settings: Settings,
+    resume: bool = False,
     progress: bool = True,
     echo: Echo = print,
-    source: dict[str, Any] | None = None,
+    command: str = "vaekit reproduce burda2015 --resume",
 ) -> dict[str, Any]:
-    """Train and evaluate Burda et al.'s VAE into the run folder; returns eval.json's contents.
+    """Train and evaluate Burda et al.'s VAE into the run folder; returns the evaluation's numbers.
 
     The schedule's 8 stages keep their 3^i : 3280 proportions of however many epochs
     are trained. The test set is binarized once with the recorded seed (model seed + 2).
+    A minutes budget covers training and evaluation: it is shared out by timing both here,
+    evaluating fewer digits when the whole test set would take more than half of it.
     """
     params = dict(BURDA_PARAMS)
-    epochs = budget.epochs or BURDA_EPOCHS
-    if budget.minutes is not None:
-        eval_seconds = _seconds_to_evaluate(params, data.x_test, k)
-        per_epoch = _seconds_per_epoch(params, data.x_train, data.x_test)
-        epochs = _epochs_within(
-            budget.minutes, per_epoch, eval_seconds, "one epoch and the evaluation", BURDA_EPOCHS
+    k = settings.eval_k or BURDA_K
+    n_test = min(settings.eval_n or len(data.x_test), len(data.x_test))
+
+    def plan() -> dict[str, Any]:
+        epochs, n = settings.budget.epochs or BURDA_EPOCHS, n_test
+        if settings.budget.minutes is not None:
+            per_example = _seconds_to_evaluate(params, data.x_test, k) / len(data.x_test)
+            if settings.eval_n is None:  # the evaluation gets at most half of the budget
+                n = max(1, min(n, int(settings.budget.minutes * 30 / per_example)))
+            per_epoch = _seconds_per_epoch(params, data.x_train, data.x_test)
+            epochs = _epochs_within(
+                settings.budget.minutes,
+                per_epoch,
+                n * per_example,
+                "one epoch and the evaluation",
+                BURDA_EPOCHS,
+            )
+            echo(
+                f"budget {settings.budget}: {per_epoch:.1f} s per epoch and "
+                f"{n * per_example / 60:.1f} min of evaluation on {n} digits measured here, "
+                f"so {epochs} epochs (rerun exactly with --budget {epochs} --eval-n {n})"
+            )
+        stages = [round(3**i * epochs / BURDA_EPOCHS, 4) for i in range(BURDA_STAGES)]
+        short_training = epochs != BURDA_EPOCHS
+        short_eval = k != BURDA_K or n != 10000
+        parts = (
+            [
+                f"{epochs} of the paper's {BURDA_EPOCHS} epochs (budget {settings.budget}), the 8 "
+                f"learning-rate stages scaled to {stages} epochs"
+            ]
+            if short_training
+            else []
         )
-        echo(
-            f"budget {budget}: {per_epoch:.1f} s per epoch and {eval_seconds / 60:.1f} min of evaluation "
-            f"measured here, so {epochs} epochs (rerun exactly with --budget {epochs})"
+        parts += (
+            [f"evaluation with k = {k} on {n} test digits (the paper: 5000 on 10000)"] if short_eval else []
         )
-    stages = [round(3**i * epochs / BURDA_EPOCHS, 4) for i in range(BURDA_STAGES)]
-    shortened = epochs != BURDA_EPOCHS or k != BURDA_K or len(data.x_test) != 10000
-    note = (
-        f"SHORTENED: {epochs} of the paper's {BURDA_EPOCHS} epochs (budget {budget}), "
-        f"the 8 learning-rate stages scaled to {stages} epochs; k = {k} on {len(data.x_test)} test images. "
-        "Expect a worse number than the paper's."
-        if shortened
-        else "the paper's full protocol"
-    )
+        note = (
+            f"SHORTENED: {'; '.join(parts)}. Expect a worse number than the paper's."
+            if parts
+            else ("the paper's full protocol")
+        )
+        return {
+            "paper": "Burda, Grosse & Salakhutdinov (2015), Importance Weighted Autoencoders, Table 1",
+            "budget": str(settings.budget),
+            "epochs": epochs,
+            "stage_epochs": stages,
+            "eval_n": n,
+            "k": k,
+            "shortened": bool(parts),
+            "note": note,
+            "params": {**params, "hidden": list(params["hidden"])},
+            "data": data.source,
+            "paper_test_nll": BURDA_PAPER_NLL,
+        }
+
+    record = _plan(run, settings, resume, plan)
     echo(f"burda2015: 784-200-200-50 tanh VAE, Bernoulli, dynamically binarized {data.source}")
-    echo(note)
-    record = {
-        "paper": "Burda, Grosse & Salakhutdinov (2015), Importance Weighted Autoencoders, Table 1",
-        "budget": str(budget),
-        "epochs": epochs,
-        "stage_epochs": stages,
-        "shortened": shortened,
-        "note": note,
-        "params": {**params, "hidden": list(params["hidden"])},
-        "data": data.source,
-        "k": k,
-        "paper_test_nll": BURDA_PAPER_NLL,
-    }
-    _record(run, {**record, "status": "training"})
-    vae = VAE(epochs=epochs, verbose=progress, **params)
-    _fit_into(run, vae, data, echo, source=source)
-    x = vae._eval_targets(data.x_test, vae.seed + 2)
-    result = {
-        "data": data.source,
-        "binarization_seed": vae.seed + 2,
-        **evaluate(vae.module_, x, k, vae.samples, vae.estimator, vae.seed, progress=progress),
-    }
-    storage.write_json(run / runs.EVAL, result)
+    echo(record["note"])
+    vae = VAE(epochs=record["epochs"], verbose=progress, **params)
+    source = {"data": settings.data, "resize": None}
+    train_into(run, vae, data, source, command, resume=resume, echo=echo)
+    _record(run, {**record, "status": "evaluating"})
+    x = data.x_test[: record["eval_n"]]
+    result = {"data": data.source, **vae.evaluate(x, k=record["k"], progress=progress, run=run.folder)}
+    run.write_json(EVAL, result)
     nll = -result["log_px"]
     _record(run, {**record, "status": "done", "test_nll": nll, "test_nll_sem": result["log_px_sem"]})
     echo(eval_table(result, vae.samples))
+    done = "shortened run, see above" if record["shortened"] else "full protocol"
     echo(
-        f"test NLL -log p(x), k={k}: {nll:.2f} ± {result['log_px_sem']:.2f} nats "
-        f"(paper: {BURDA_PAPER_NLL} nats) — {'shortened run, see above' if shortened else 'full protocol'}"
+        f"test NLL -log p(x), k={record['k']}: {nll:.2f} ± {result['log_px_sem']:.2f} nats "
+        f"(paper: {BURDA_PAPER_NLL} nats) — {done}"
     )
-    echo(f"run folder: {run}")
+    echo(f"run folder: {run.folder}")
     return result
 
 
@@ -249,75 +274,110 @@ KINGMA_TRAIN_BOUND_ROWS = 10_000  # train digits on which the train curve's boun
 
 
 def kingma2013(
-    run: Path,
+    run: Run,
     data: Data,
-    budget: Budget,
-    latents: tuple[int, ...] = KINGMA_LATENTS,
+    settings: Settings,
+    resume: bool = False,
     progress: bool = True,
     echo: Echo = print,
-    source: dict[str, Any] | None = None,
+    command: str = "vaekit reproduce kingma2013 --resume",
+    latents: tuple[int, ...] = KINGMA_LATENTS,
 ) -> dict[str, Any]:
-    """Figure 2 of Kingma & Welling: one model per latent size in run/latent-J, figure2.png and .json.
+    """Figure 2 of Kingma & Welling: one model per latent size in a sub-run, and the figure
+    with its numbers.
 
     An epoch budget is epochs per latent size; a minutes budget is shared by all of them.
+    A resumed command keeps the latent sizes already trained and resumes the one in progress.
     """
     params = {**KINGMA_PARAMS, "weight_decay": 1.0 / len(data.x_train)}
     full = math.ceil(KINGMA_SAMPLES / len(data.x_train))
-    epochs = budget.epochs or full
-    if budget.minutes is not None:
-        per_epoch = _seconds_per_epoch({**params, "latent_dim": max(latents)}, data.x_train, data.x_test)
-        per_latent = budget.minutes / len(latents)
-        epochs = _epochs_within(per_latent, per_epoch, 0.0, "one epoch per latent size", full)
-        echo(
-            f"budget {budget}: {per_epoch:.1f} s per epoch measured here, so {epochs} epochs per latent "
-            f"size (rerun exactly with --budget {epochs})"
+
+    def plan() -> dict[str, Any]:
+        epochs = settings.budget.epochs or full
+        if settings.budget.minutes is not None:
+            per_epoch = _seconds_per_epoch({**params, "latent_dim": max(latents)}, data.x_train, data.x_test)
+            per_latent = settings.budget.minutes / len(latents)
+            epochs = _epochs_within(per_latent, per_epoch, 0.0, "one epoch per latent size", full)
+            echo(
+                f"budget {settings.budget}: {per_epoch:.1f} s per epoch measured here, so {epochs} epochs "
+                f"per latent size (rerun exactly with --budget {epochs})"
+            )
+        samples = epochs * len(data.x_train)
+        note = (
+            f"SHORTENED: {epochs} epochs ({samples:.2g} training samples) per latent size, budget "
+            f"{settings.budget}; the paper's Figure 2 runs to {KINGMA_SAMPLES:.0e}"
+            if samples < KINGMA_SAMPLES
+            else "the paper's full protocol"
         )
-    samples = epochs * len(data.x_train)
-    shortened = samples < KINGMA_SAMPLES
-    note = (
-        f"SHORTENED: {epochs} epochs ({samples:.2g} training samples) per latent size, budget {budget}; "
-        f"the paper's Figure 2 runs to {KINGMA_SAMPLES:.0e}"
-        if shortened
-        else "the paper's full protocol"
+        return {
+            "paper": "Kingma & Welling (2013), Auto-Encoding Variational Bayes, Figure 2 (MNIST)",
+            "budget": str(settings.budget),
+            "epochs_per_latent": epochs,
+            "latents": list(latents),
+            "shortened": samples < KINGMA_SAMPLES,
+            "note": note,
+            "params": {**params, "hidden": list(params["hidden"])},
+            "data": data.source,
+            "train_bound": f"ELBO on the first {KINGMA_TRAIN_BOUND_ROWS} train digits, binarization seed "
+            f"{params['seed'] + TRAIN_BOUND_SEED}",
+        }
+
+    record = _plan(run, settings, resume, plan)
+    echo(
+        f"kingma2013: 784-500-J tanh VAE, Adagrad, minibatch 100, J in {record['latents']}; {record['note']}"
     )
-    echo(f"kingma2013: 784-500-J tanh VAE, Adagrad, minibatch 100, J in {list(latents)}; {note}")
-    curves: dict[str, dict[str, list[float]]] = {}
-    record = {
-        "paper": "Kingma & Welling (2013), Auto-Encoding Variational Bayes, Figure 2 (MNIST)",
-        "budget": str(budget),
-        "epochs_per_latent": epochs,
-        "shortened": shortened,
-        "note": note,
-        "params": {**params, "hidden": list(params["hidden"])},
-        "data": data.source,
-        "curves": curves,
-        "train_bound": f"ELBO on the first {KINGMA_TRAIN_BOUND_ROWS} train digits, binarization seed "
-        f"{params['seed'] + 3}",
-    }
     # the train bound at each point: the model of that moment on a fixed binarization of 10,000 train digits
-    x_bound = VAE(**params)._eval_targets(data.x_train[:KINGMA_TRAIN_BOUND_ROWS], params["seed"] + 3)
+    generator = torch.Generator().manual_seed(params["seed"] + TRAIN_BOUND_SEED)
+    x_bound = binarize(data.x_train[:KINGMA_TRAIN_BOUND_ROWS], generator)
 
     def train_bound(vae: VAE) -> dict[str, float]:
         return {"train_bound": elbo_summary(vae.module_, x_bound, None, 1, "analytic", vae.seed)["elbo"]}
 
-    for latent in latents:
+    curves: dict[str, dict[str, list[float]]] = {}
+    source = {"data": settings.data, "resize": None}
+    for latent in record["latents"]:
         echo(f"-- latent size {latent}")
-        vae = VAE(latent_dim=latent, epochs=epochs, verbose=progress, **params)
-        _fit_into(run / f"latent-{latent}", vae, data, echo, train_bound, source)
+        sub = Run(run.path(latent_run(latent)))
+        vae = VAE(latent_dim=latent, epochs=record["epochs_per_latent"], verbose=progress, **params)
+        train_into(sub, vae, data, dict(source), command, resume=resume, echo=echo, extra=train_bound)
         curves[f"N_z = {latent}"] = {
             "samples": [row["epoch"] * len(data.x_train) for row in vae.history_],
             "train": [row["train_bound"] for row in vae.history_],
             "test": [row["test_elbo"] for row in vae.history_],
         }
         _record(run, {**record, "status": f"latent size {latent} done"})
-    figure = plots.lower_bound_panels(curves, run / "figure2.png")
+    figure = plots.lower_bound_panels(curves, run.path(FIGURE2))
+    run.write_json(FIGURE2_DATA, curves)
     _record(run, {**record, "status": "done"})
-    storage.write_json(run / "figure2.json", curves)
     for title, c in curves.items():
         last = f"train {c['train'][-1]:.2f}, test {c['test'][-1]:.2f} nats"
         echo(f"{title}: {last} after {c['samples'][-1]:.2g} samples")
-    echo(f"figure: {figure}; numbers: {run / 'figure2.json'}")
+    echo(f"figure: {figure}; numbers: {run.path(FIGURE2_DATA)}")
     return curves
 
 
 PAPERS = {"burda2015": burda2015, "kingma2013": kingma2013}
+
+
+def run(args: Namespace) -> None:
+    """``vaekit reproduce PAPER ...``: make (or, with --resume, reopen) the run folder, lock it, and
+    run the paper's protocol there."""
+    settings = Settings(parse_budget(args.budget), args.eval_n, args.eval_k, data_spec(args.data))
+    resume = args.resume is not None
+    folder = args.resume if isinstance(args.resume, Path) else args.out
+    if resume and folder is None:
+        raise VaekitError("--resume needs the run folder: --resume RUN, or -o RUN")
+    if resume and args.overwrite:
+        raise VaekitError("--resume continues the run in place; leave out --overwrite")
+    data = load_data(args.data)  # before the run folder is made: bad data leave no empty folder
+    folder = folder or Path("runs") / f"{args.paper}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target = Run.existing(folder) if resume else Run.create(folder, args.overwrite)
+    flags = [f"--budget {args.budget}"] * (args.budget is not None) + [f"--data {args.data}"]
+    flags += [f"--eval-n {args.eval_n}"] * (args.eval_n is not None) + [f"--eval-k {args.eval_k}"] * (
+        args.eval_k is not None
+    )
+    command = f"vaekit reproduce {args.paper} {' '.join(flags)} -o {folder} --resume"
+    with target.lock():
+        if not resume:
+            target.clear()
+        PAPERS[args.paper](target, data, settings, resume, not args.quiet, print, command)

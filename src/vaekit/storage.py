@@ -1,4 +1,4 @@
-"""Files on disk: atomic writes, config.json and safetensors weights. Never pickle.
+"""Files on disk: atomic writes, JSON and safetensors tensors. Never pickle.
 
 Every write goes to a temporary file in the same folder, is flushed and
 fsync'ed, then renamed over the target, so a crash or a full disk leaves the
@@ -106,7 +106,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The rows of a JSON-lines file such as ``metrics.jsonl``; a bad line is named by its number."""
+    """The rows of a JSON-lines file such as a run's metrics; a bad line is named by its number."""
     try:
         lines = Path(path).read_text().splitlines()
     except FileNotFoundError as e:

@@ -40,44 +40,11 @@ from vaekit.errors import VaekitError
 from vaekit.flat import FlatParameters
 from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, beta_at, training_loss
+from vaekit.optim import make_optimizer, scheduled_lr
 from vaekit.parallel import process_group, resolve_device, shard
 
 #: consecutive steps with a non-finite loss or gradient after which training stops
 MAX_BAD_STEPS = 20
-
-#: Burda et al. (2015): stage i = 0..7 lasts 3^i epochs (3280 in all) at learning rate lr * 10^(-i/7)
-BURDA_STAGES = 8
-BURDA_EPOCHS = (3**BURDA_STAGES - 1) // 2
-
-
-def make_optimizer(params: list[Tensor], config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (default, with ``config.adam_eps``) or Adagrad (the paper's) over ``params``, fused."""
-    lr, wd = config.lr, config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, eps=config.adam_eps, fused=True)
-    return torch.optim.Adagrad(params, lr=lr, weight_decay=wd, fused=True)
-
-
-def burda_stage(step: int, total_steps: int) -> int:
-    """The stage 0..7 of Burda et al.'s schedule that optimisation step ``step`` (0-based) falls in.
-
-    The 8 stages keep their 3^i : 3280 proportions of ``total_steps``, so a run of
-    3280 epochs holds stage i for exactly 3^i epochs and a shorter run is the same
-    schedule scaled down. Integer arithmetic: the boundaries are exact.
-    """
-    end = 0
-    for i in range(BURDA_STAGES):
-        end += 3**i
-        if step * BURDA_EPOCHS < end * total_steps:
-            return i
-    return BURDA_STAGES - 1
-
-
-def scheduled_lr(config: TrainConfig, step: int, total_steps: int | None) -> float:
-    """The learning rate of step ``step`` of ``total_steps`` (unknown outside ``fit``: no schedule)."""
-    if config.lr_schedule == "constant" or not total_steps:
-        return config.lr
-    return config.lr * 10 ** (-burda_stage(step, total_steps) / 7)
 
 
 class Objective(nn.Module):

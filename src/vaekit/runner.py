@@ -1,0 +1,115 @@
+"""Training a VAE into a run folder: the one life of ``vaekit train`` and of each model of
+``vaekit reproduce`` (check the data, clear or resume, checkpoint, log each epoch, save the
+model and its pictures, and on a failure keep what can be resumed and say how).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vaekit import plots
+from vaekit.data import Data
+from vaekit.errors import Interrupted, VaekitError
+from vaekit.estimator import VAE
+from vaekit.runs import CHECKPOINT, CONFIG, Run
+
+Echo = Callable[[str], None]
+
+
+def labels(vae: VAE, y: Any, data: object) -> Any:
+    """The labels y of data for a conditional model (refusing unlabelled data), else None."""
+    if not vae.conditional:
+        return None
+    if y is None:
+        raise VaekitError(f"{data}: has no labels, but the model is conditional and needs them")
+    return y
+
+
+def train_into(
+    run: Run | None,
+    vae: VAE,
+    data: Data,
+    source: dict[str, Any],
+    resume_command: str,
+    resume: bool = False,
+    echo: Echo = print,
+    extra: Callable[[VAE], dict[str, float]] | None = None,
+) -> list[Path]:
+    """Train ``vae`` on ``data`` into ``run`` (whose lock the caller holds); returns the pictures.
+
+    run : None trains without writing anything (torchrun's processes other than rank 0)
+    source : the data record (data spec, resize); its SHA-256 is added, or checked on a resume
+    resume_command : the command that continues this run, for the messages of a stopped one
+    resume : continue the run's checkpoint (or extend a finished run to ``vae.epochs``)
+    extra : metrics added to each epoch's row (e.g. a bound on other data)
+
+    A Ctrl-C saves a checkpoint and raises :class:`Interrupted` saying how to continue; a run
+    that fails before its first checkpoint leaves no folder it created behind.
+    """
+    name = source["data"]
+    try:
+        if run is not None:
+            run.check_data(source, data.x_train)
+        y_train, y_test = labels(vae, data.y_train, name), labels(vae, data.y_test, name)
+        # the data's values and labels are checked before anything in the run folder is removed
+        vae.check_data(data.x_train, y_train, name, new_fit=True)
+        vae.check_data(data.x_test, y_test, f"{name} (test split)", new_fit=True)
+    except (VaekitError, KeyboardInterrupt):
+        if run is not None:
+            run.discard_if_empty()
+        raise
+    if run is None:
+        vae.fit(data.x_train, y_train, X_test=data.x_test, y_test=y_test, image_shape=data.image_shape)
+        return []
+    echo(data.describe())
+
+    def log_epoch(row: dict[str, float]) -> None:
+        row.update(extra(vae) if extra is not None else {})  # row is the last of vae.history_
+        run.write_metrics(vae.history_)
+        test = f", test ELBO {row['test_elbo']:.2f}" if "test_elbo" in row else ""
+        echo(
+            f"epoch {int(row['epoch'])}/{vae.epochs}: train ELBO {row['train_elbo']:.2f}{test} nats "
+            f"(lr {row['lr']:.2e}, {row['seconds']:.1f} s)"
+        )
+
+    if not resume:
+        run.clear()
+    run.remove_temporaries()
+    written_before = run.mtime(CHECKPOINT)
+    try:
+        vae.fit(
+            data.x_train,
+            y_train,
+            X_test=data.x_test,
+            y_test=y_test,
+            image_shape=data.image_shape,
+            on_epoch_end=log_epoch,
+            checkpoint_dir=run.folder,
+            resume=resume,
+            source=source,
+        )
+    except KeyboardInterrupt as e:
+        raise Interrupted(_interrupted(run, resume_command)) from e
+    except VaekitError as e:
+        if run.mtime(CHECKPOINT) != written_before:  # a checkpoint of this run: progress to resume
+            raise VaekitError(f"{e}; the last checkpoint is kept: {resume_command}") from e
+        run.discard_if_empty()
+        raise
+    vae.save(run.folder)
+    return plots.write_pictures(vae, run.folder, data.x_test.numpy(), y_test)
+
+
+def _interrupted(run: Run, resume_command: str) -> str:
+    """What a Ctrl-C during training kept, and how to go on."""
+    if run.has(CHECKPOINT):
+        saved = run.path(CHECKPOINT)
+        return f"vaekit: interrupted; checkpoint saved to {saved}; continue with: {resume_command}"
+    if run.has(CONFIG):
+        return (
+            f"vaekit: interrupted before the first checkpoint; {resume_command} starts the run again "
+            "from its first step"
+        )
+    run.discard_if_empty()
+    return "vaekit: interrupted before training started; nothing was saved"
