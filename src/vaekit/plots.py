@@ -118,7 +118,7 @@ def run_title(vae: VAE, what: str = "") -> str:
     model = ("conditional " if vae.conditional else "") + model
     targets = " (grey levels)" if vae.likelihood == "bernoulli" and vae.binarize == "none" else ""
     epochs = len(vae.history_) or vae.epochs
-    run = f"{name}, {model} VAE, {vae.likelihood}{targets}, {epochs} epochs"
+    run = f"{name}, {model} VAE, {vae.likelihood}{targets}, {epochs} epoch{'s' if epochs != 1 else ''}"
     return f"{what}: {run}" if what else run
 
 
