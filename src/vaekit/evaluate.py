@@ -218,17 +218,20 @@ def _note(measure: str, k: int, dequantized: bool, levels: int | None) -> str:
             "grey levels under a Bernoulli decoder: these numbers are minus cross-entropies of the grey "
             "levels, not a likelihood of the data, so no log-likelihood and no code length is reported"
         )
-    bound = f"a stochastic lower bound on log p(x) (importance-weighted, k={k}; its mean rises with k)"
+    bound = (
+        f"the k={k} estimate is a stochastic lower bound on log p(x) "
+        "(importance-weighted; its mean rises with k)"
+    )
     if measure == LOG_PROBABILITY:
-        return f"log p(x) is {bound}; bits/dim = -log p(x) / (d log 2)"
+        return f"{bound}; bits/dim = -log p(x) / (d log 2)"
     if dequantized:
         return (
-            f"log p(x) is a log-density, {bound}; log P(v) of the {levels}-level data v is "
+            f"p(x) is a density; {bound}; log P(v) of the {levels}-level data v is "
             f"E_u[log p((v + u) / {levels})] - d log {levels}, u ~ U[0, 1)^d (uniform dequantization), "
             "and bits/dim = -log P(v) / (d log 2)"
         )
     return (
-        f"log p(x) is a log-density, {bound}: nats that depend on the data's scale, and no code length "
+        f"p(x) is a density; {bound}: nats that depend on the data's scale, and no code length "
         "(the data are not known to be stored as 8-bit levels)"
     )
 
