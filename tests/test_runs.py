@@ -15,7 +15,7 @@ import vaekit
 from vaekit import VAE, VaekitError, runs, storage
 from vaekit.cli import _parser, main
 from vaekit.config import REGISTRIES, ModelConfig, TrainConfig
-from vaekit.evaluate import importance_log_likelihood
+from vaekit.evaluate import importance_log_likelihoods
 from vaekit.networks import ARCHITECTURES, Decoder, GaussianEncoder, NetworkSpec
 
 SRC = Path(vaekit.__file__).parent
@@ -160,8 +160,8 @@ def test_a_killed_evaluation_keeps_its_finished_examples(tmp_path, mnist, monkey
     whole = runs.Run(tmp_path / "copy")  # the reference: the same evaluation, uninterrupted, elsewhere
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / runs.WEIGHTS).write_bytes((tmp_path / runs.WEIGHTS).read_bytes())
-    expected = whole.log_likelihood(vae.module_, x, None, 1000, seed=5)  # one pass of 1000 per example
-    assert torch.equal(expected, importance_log_likelihood(vae.module_, x, None, 1000, seed=5))
+    expected = whole.importance_estimates(vae.module_, x, None, (1000, 100), seed=5)  # a pass per example
+    assert torch.equal(expected, importance_log_likelihoods(vae.module_, x, None, (1000, 100), seed=5))
 
     class Killed(Exception):
         pass
@@ -178,15 +178,15 @@ def test_a_killed_evaluation_keeps_its_finished_examples(tmp_path, mnist, monkey
     monkeypatch.setattr(vaekit.evaluate, "log_weights", counting)
     run = runs.Run(tmp_path)
     with pytest.raises(Killed):
-        run.log_likelihood(vae.module_, x, None, 1000, seed=5)
-    saved = storage.load_tensors(tmp_path / runs.EVAL_PROGRESS)["values"]
-    assert 20 <= len(saved) <= 24
+        run.importance_estimates(vae.module_, x, None, (1000, 100), seed=5)
+    saved = storage.load_tensors(tmp_path / runs.EVAL_PROGRESS)["values"].shape[1]
+    assert 20 <= saved <= 24
     passes.clear()
     kill_at.clear()
-    resumed = run.log_likelihood(vae.module_, x, None, 1000, seed=5)
+    resumed = run.importance_estimates(vae.module_, x, None, (1000, 100), seed=5)
     assert torch.equal(resumed, expected)  # bit for bit
-    assert sum(passes) == len(x) - len(saved)  # only the unfinished examples were computed again
+    assert sum(passes) == len(x) - saved  # only the unfinished examples were computed again
     # another k (or other weights, or data) does not reuse that progress
     passes.clear()
-    run.log_likelihood(vae.module_, x, None, 900, seed=5)
+    run.importance_estimates(vae.module_, x, None, (900, 90), seed=5)
     assert sum(passes) == len(x)

@@ -418,9 +418,10 @@ def _run_resize(vae: VAE) -> tuple[int, int] | None:
     return (int(resize[0]), int(resize[1])) if _is_size(resize) else None
 
 
-def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str]:
+def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str, int | None]:
     """Rows and labels of the test split of ``spec`` (default: the data the run trained on), held
-    out as ``vaekit train`` held it out (same seed), and the data's name."""
+    out as ``vaekit train`` held it out (same seed), the data's name, and its stored levels
+    (:attr:`vaekit.data.Data.levels`)."""
     source = vae.source_ or {}
     own = spec is None or (spec not in DATASETS and data_spec(spec) == source.get("data"))
     spec = spec or source.get("data")
@@ -432,7 +433,7 @@ def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str]:
             f"{spec}: changed since the run trained on it (the SHA-256 of its training split differs), "
             "so its held-out split is not the one the run held out; pass --data to evaluate on other data"
         )
-    return data.x_test, data.y_test, spec
+    return data.x_test, data.y_test, spec, data.levels
 
 
 def _targets(vae: VAE, x: Any, y: Any, n: int | None, where: str) -> tuple[Any, Any]:
@@ -443,9 +444,9 @@ def _targets(vae: VAE, x: Any, y: Any, n: int | None, where: str) -> tuple[Any, 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    x, y, spec = _test_split(vae, args.data)
+    x, y, spec, levels = _test_split(vae, args.data)
     x, y = _targets(vae, x, y, args.n, spec)
-    result = {"data": spec, **vae.evaluate(x, y, args.k, progress=not args.quiet, run=args.run)}
+    result = {"data": spec, **vae.evaluate(x, y, args.k, not args.quiet, args.run, levels)}
     run = Run(args.run)
     try:
         run.write_json(runs.EVAL, result)
@@ -484,7 +485,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
     if args.kind == "manifold":
         path = plots.save_png(plots.manifold_picture(vae, _require_images(vae, args.run)), out)
     else:
-        x, y, spec = _test_split(vae, args.data)
+        x, y, spec, _ = _test_split(vae, args.data)
         classes = None if y is None else y[: args.n].numpy()
         x, y = _targets(vae, x, y, args.n if args.kind == "scatter" else None, spec)
         x = vae.eval_targets(x, spec)

@@ -59,6 +59,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 #: The bytes an .npy file and an .npz file (a zip archive, perhaps empty) start with.
 SIGNATURES = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}
+BYTE_LEVELS = 256  # values of an 8-bit pixel
 TEST_FRACTION = 0.1  # held out as the test split of a user's file that has none
 
 
@@ -70,6 +71,8 @@ class Data:
     y_train, y_test : (n,) int64 class labels, (n, c) float32 condition vectors, or None
     image_shape     : (C, H, W) when the rows are images, else None
     source          : where it was read from
+    levels          : values each dimension was stored with: 256 for 8-bit values scaled by 255
+                      (IDX files, uint8 arrays), None when not known (floats, resized images)
     """
 
     x_train: Tensor
@@ -78,6 +81,7 @@ class Data:
     y_test: Tensor | None
     image_shape: tuple[int, int, int] | None
     source: str
+    levels: int | None = None
 
     def describe(self) -> str:
         """One line: sizes, shape and value range, for the user to check before training."""
@@ -128,6 +132,7 @@ def _idx_data(folder: Path, name: str, source: str) -> Data:
         y_test=torch.from_numpy(arrays["y_test"].astype(np.int64)),
         image_shape=(1, 28, 28),
         source=source,
+        levels=BYTE_LEVELS,
     )
 
 
@@ -461,8 +466,9 @@ def _npz_with_splits(path: Path, arrays: dict[str, np.ndarray]) -> Data:
     if ("y_train" in arrays) != ("y_test" in arrays):
         has, lacks = ("y_train", "y_test") if "y_train" in arrays else ("y_test", "y_train")
         raise VaekitError(f"{path}: has {has} but no {lacks}; give the labels of both splits or of neither")
+    levels = BYTE_LEVELS if arrays["x_train"].dtype == arrays["x_test"].dtype == np.uint8 else None
     if "y_train" not in arrays:
-        return Data(x_train, x_test, None, None, shape, str(path))
+        return Data(x_train, x_test, None, None, shape, str(path), levels)
     y_train = _npz_conditions(arrays["y_train"], len(x_train), f"{path}[y_train]")
     y_test = _npz_conditions(arrays["y_test"], len(x_test), f"{path}[y_test]")
     if y_train.shape[1:] != y_test.shape[1:]:
@@ -470,7 +476,7 @@ def _npz_with_splits(path: Path, arrays: dict[str, np.ndarray]) -> Data:
             f"{path}: y_train has shape {tuple(y_train.shape)} and y_test {tuple(y_test.shape)}; "
             "both must be labels (n,) or condition vectors of one width (n, c)"
         )
-    return Data(x_train, x_test, y_train, y_test, shape, str(path))
+    return Data(x_train, x_test, y_train, y_test, shape, str(path), levels)
 
 
 DATASETS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}

@@ -342,19 +342,36 @@ class VAE:
         k: int = 5000,
         progress: bool = False,
         run: str | Path | None = None,
+        levels: int | None = None,
     ) -> dict[str, Any]:
         """Everything ``vaekit eval`` reports on held-out X (:func:`vaekit.evaluate.evaluate`), per
         example, in nats; X is binarized as :meth:`eval_targets` says.
 
         run : the model's run folder: a long evaluation there keeps its finished examples and
-            resumes after a kill (:meth:`vaekit.runs.Run.log_likelihood`)
+            resumes after a kill (:meth:`vaekit.runs.Run.importance_estimates`)
+        levels : the values each dimension of X was stored with (256: 8-bit), for a code length of
+            a density; ignored when training binarizes (the targets are then 0/1 draws)
         """
         module = self._check_fitted()
         x = self.eval_targets(X)
-        cond = self._cond(y, len(x))
-        k = inputs.count(k, "k")
-        log_px = runs.Run(run).log_likelihood(module, x, cond, k, self.seed, progress) if run else None
-        result = evaluate(module, x, k, self.samples, self.estimator, self.seed, cond, progress, log_px)
+        cond, k = self._cond(y, len(x)), inputs.count(k, "k")
+        ks = (k, max(1, k // 10))  # the estimate and its convergence check, from the same draws
+        estimates = (
+            runs.Run(run).importance_estimates(module, x, cond, ks, self.seed, progress) if run else None
+        )
+        levels = levels if self.binarize == "none" else None
+        result = evaluate(
+            module,
+            x,
+            k,
+            self.samples,
+            self.estimator,
+            self.seed,
+            cond,
+            progress,
+            levels=levels,
+            estimates=estimates,
+        )
         seed = self.seed + EVAL_BINARIZATION_SEED if self.binarize != "none" else None
         return {"binarization_seed": seed, **result}
 

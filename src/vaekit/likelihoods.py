@@ -23,6 +23,12 @@ from vaekit.errors import VaekitError
 
 LOG_2PI = math.log(2.0 * math.pi)
 
+#: what log p(x | z), summed over dimensions, is on given targets (:meth:`Likelihood.measure`):
+#: a log-probability of the data (a code length: nats, or bits per dimension), a log-density
+#: (nats, which depend on the data's scale), or minus a cross-entropy of targets the family gives
+#: no probability to (grey levels under a Bernoulli): no likelihood of the data at all
+MEASURES = LOG_PROBABILITY, LOG_DENSITY, CROSS_ENTROPY = ("log_probability", "log_density", "cross_entropy")
+
 
 class Likelihood:
     """Base class: a family p(x | params) with params produced by the decoder."""
@@ -32,6 +38,8 @@ class Likelihood:
     #: the options of the family (the config's ``likelihood_options``): name -> (default, what it is);
     #: every option is a positive finite number
     options: ClassVar[dict[str, tuple[float, str]]] = {}
+    #: a probability mass over a finite set of values per dimension (True), or a density (False)
+    discrete: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, object] | None = None) -> Likelihood:
@@ -73,6 +81,21 @@ class Likelihood:
         """Return why ``x`` is outside this likelihood's support, or None if it is fine."""
         return None
 
+    def in_support(self, x: Tensor) -> bool:
+        """Whether every value of x ``(n, d)`` is one this family gives probability (or density) to."""
+        return self.check_data(x) is None
+
+    def measure(self, x: Tensor) -> str:
+        """What :meth:`log_prob` is on the targets x ``(n, d)``: one of :data:`MEASURES`.
+
+        A discrete family on values it gives probability to: a log-probability; a density: a
+        log-density; a discrete family on other values (grey levels under a Bernoulli): minus a
+        cross-entropy, which is not a likelihood of x.
+        """
+        if not self.discrete:
+            return LOG_DENSITY
+        return LOG_PROBABILITY if self.in_support(x) else CROSS_ENTROPY
+
 
 class Bernoulli(Likelihood):
     """Bernoulli pixels from logits: log p = sum_i x_i l_i - softplus(l_i).
@@ -82,6 +105,8 @@ class Bernoulli(Likelihood):
     or anywhere in [0, 1]; with grey-level targets (as in pytorch/examples) the
     value is a cross-entropy, not a normalised log-likelihood of the pixels.
     """
+
+    discrete = True
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         # sum_i x_i l_i as one dot product per row, no (..., n, d) temporary
@@ -102,6 +127,10 @@ class Bernoulli(Likelihood):
                 "rescale the data or choose likelihood 'gaussian'"
             )
         return None
+
+    def in_support(self, x: Tensor) -> bool:
+        """True when every value is 0 or 1: grey levels in between are trainable targets, not outcomes."""
+        return bool(((x == 0) | (x == 1)).all())
 
 
 class Gaussian(Likelihood):
@@ -168,6 +197,7 @@ class DiscretizedLogistic(Likelihood):
     d log 2 it is bits per dimension.
     """
 
+    discrete = True
     params_per_dim = 2
     HALF_BIN = 0.5 / 255.0
     LOG_S_MIN = -7.0  # scale >= e^-7, far below a bin, keeps 1 / s finite

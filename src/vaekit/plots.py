@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from vaekit.errors import VaekitError
 from vaekit.runs import CURVES, MANIFOLD, RECONSTRUCTIONS, SAMPLES
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 SCALE = 2  # each pixel drawn as SCALE x SCALE, so 28x28 digits are legible
 PAD = 2  # pixels between tiles
+TITLE_BAND = 22  # pixels above an image grid for its title (:func:`titled`)
+FONT_SIZE = 12  # of titles and row labels on image grids
 
 
 def image_grid(images: np.ndarray, image_shape: Sequence[int], ncol: int) -> Image.Image:
@@ -42,9 +44,15 @@ def image_grid(images: np.ndarray, image_shape: Sequence[int], ncol: int) -> Ima
 
 
 def save_png(picture: Image.Image, path: str | Path) -> Path:
-    """Save a picture as PNG, atomically (an unwritable path is a one-line VaekitError)."""
+    """Save a picture as PNG, atomically (an unwritable path is a one-line VaekitError).
+
+    A picture made by :func:`titled` keeps its title as the PNG's standard ``Title`` text.
+    """
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    text = PngImagePlugin.PngInfo()
+    if isinstance(picture.info.get("Title"), str):
+        text.add_text("Title", picture.info["Title"])
+    picture.save(buffer, format="PNG", pnginfo=text)
     atomic_write(Path(path), buffer.getvalue())
     return Path(path)
 
@@ -57,6 +65,61 @@ def reconstruction_grid(
     for i in range(0, len(originals), ncol):
         rows += [originals[i : i + ncol], reconstructions[i : i + ncol]]
     return image_grid(np.concatenate(rows), image_shape, ncol)
+
+
+#: row labels of :func:`reconstruction_grid`'s pictures, top row of each pair first
+RECONSTRUCTION_ROWS = ("data", "reconstruction")
+
+
+def label_margin(row_labels: Sequence[str]) -> int:
+    """Width in pixels of the left margin that :func:`titled` gives ``row_labels`` (0 without labels)."""
+    font = ImageFont.load_default(size=FONT_SIZE)
+    return max((int(font.getlength(label)) + 2 * PAD * SCALE for label in row_labels), default=0)
+
+
+def titled(
+    picture: Image.Image, title: str, row_labels: Sequence[str] = (), tile_height: int = 0
+) -> Image.Image:
+    """The picture under a band of ``TITLE_BAND`` pixels holding ``title``, with ``row_labels`` in a
+    left margin beside its rows of tiles (cycled; ``tile_height`` is the tile's height in data
+    pixels, needed with labels). The picture itself sits unchanged at (margin, TITLE_BAND); the
+    title is also kept as ``info['Title']`` (:func:`save_png` writes it into the PNG).
+    """
+    font = ImageFont.load_default(size=FONT_SIZE)
+    margin = label_margin(row_labels)
+    width = max(margin + picture.width, int(font.getlength(title)) + 4 * PAD * SCALE)
+    canvas = Image.new(picture.mode, (width, TITLE_BAND + picture.height), "white")
+    canvas.paste(picture, (margin, TITLE_BAND))
+    draw = ImageDraw.Draw(canvas)
+    ink = 0 if picture.mode == "L" else (0, 0, 0)
+    draw.text((2 * PAD * SCALE, TITLE_BAND // 2), title, fill=ink, font=font, anchor="lm")
+    if row_labels:
+        row = (tile_height + PAD) * SCALE  # one row of tiles, with its padding
+        for i in range((picture.height - PAD * SCALE) // row):
+            middle = TITLE_BAND + PAD * SCALE + i * row + tile_height * SCALE // 2
+            draw.text(
+                (PAD * SCALE, middle), row_labels[i % len(row_labels)], fill=ink, font=font, anchor="lm"
+            )
+    canvas.info["Title"] = title
+    return canvas
+
+
+def run_title(vae: VAE, what: str = "") -> str:
+    """``what`` (e.g. 'samples') and the run: its data, model and epochs trained.
+
+    E.g. 'samples: mnist, 784-400-20 MLP VAE, bernoulli (grey levels), 10 epochs'.
+    """
+    data = (vae.source_ or {}).get("data")
+    name = Path(data).name if isinstance(data, str) else "data"
+    if vae.arch == "mlp":
+        model = "-".join(map(str, (vae.n_features_in_, *vae.hidden, vae.latent_dim))) + " MLP"
+    else:
+        model = f"{vae.arch}, {vae.latent_dim}-D latent,"
+    model = ("conditional " if vae.conditional else "") + model
+    targets = " (grey levels)" if vae.likelihood == "bernoulli" and vae.binarize == "none" else ""
+    epochs = len(vae.history_) or vae.epochs
+    run = f"{name}, {model} VAE, {vae.likelihood}{targets}, {epochs} epoch{'s' if epochs != 1 else ''}"
+    return f"{what}: {run}" if what else run
 
 
 def manifold_latents(n: int = 20) -> torch.Tensor:
@@ -122,10 +185,13 @@ def _save_figure(fig: Figure, path: str | Path) -> Path:
     return Path(path)
 
 
-def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path) -> np.ndarray:
+def latent_scatter(
+    z: np.ndarray, labels: np.ndarray | None, path: str | Path, title: str | None = None
+) -> np.ndarray:
     """Scatter of posterior means z ``(m, J)`` coloured by label; returns the plotted ``(m, 2)``.
 
     A 2-D latent is drawn as it is; a larger one by its first two principal components.
+    title : names the run (:func:`run_title`)
     """
     if z.shape[1] < 2:
         raise VaekitError(f"a scatter needs at least 2 latent dimensions; this model has {z.shape[1]}")
@@ -140,54 +206,115 @@ def latent_scatter(z: np.ndarray, labels: np.ndarray | None, path: str | Path) -
     names = ("z_1", "z_2") if z.shape[1] == 2 else ("principal component 1", "principal component 2")
     ax.set_xlabel(f"{names[0]} of E_q[z|x]")
     ax.set_ylabel(f"{names[1]} of E_q[z|x]")
+    ax.set_title(title or "posterior means of the test data", fontsize=10)
     fig.tight_layout()
     _save_figure(fig, path)
     return coords
 
 
-def curve_series(history: Sequence[Mapping[str, float]]) -> dict[str, tuple[list[float], list[float]]]:
-    """(epochs, ELBO values) per curve, 'train' and (when every row has it) 'test'."""
+#: the terms of a run's metrics that :func:`training_curves` draws, one panel each: key suffix, axis label
+CURVE_TERMS = (
+    ("elbo", "ELBO"),
+    ("recon", "reconstruction term E_q[log p(x|z)]"),
+    ("kl", "KL(q(z|x) || p(z))"),
+)
+#: how the train and test curves are told apart in every figure: (label, line style, marker)
+SPLIT_STYLES = (("train", "-", "o"), ("test", "--", "s"))
+
+
+def curve_series(
+    history: Sequence[Mapping[str, float]], term: str = "elbo"
+) -> dict[str, tuple[list[float], list[float]]]:
+    """(epochs, values) of one term of :data:`CURVE_TERMS` per curve, 'train' and 'test' (each when
+    every row has it)."""
     epochs = [row["epoch"] for row in history]
     return {
-        label: (epochs, [row[key] for row in history])
-        for key, label in (("train_elbo", "train"), ("test_elbo", "test"))
-        if all(key in row for row in history)
+        split: (epochs, [row[f"{split}_{term}"] for row in history])
+        for split, _, _ in SPLIT_STYLES
+        if all(f"{split}_{term}" in row for row in history)
     }
 
 
-def training_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """Train and test ELBO (nats) against epoch, from a run's metric rows."""
+def curves_figure(history: Sequence[Mapping[str, float]], title: str | None = None) -> Figure:
+    """The ELBO, reconstruction term and KL (nats per example) against epoch, a panel each, from
+    a run's metric rows; a term no row has gets no panel. Epoch ticks are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for label, (epochs, values) in curve_series(history).items():
-        ax.plot(epochs, values, marker="o", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("ELBO (nats per example)")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    terms = [(key, label) for key, label in CURVE_TERMS if curve_series(history, key)]
+    fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.6), dpi=120, squeeze=False)
+    for ax, (key, label) in zip(axes[0], terms, strict=True):
+        for split, style, marker in SPLIT_STYLES:
+            if split in (series := curve_series(history, key)):
+                ax.plot(*series[split], linestyle=style, marker=marker, markersize=4, label=split)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("nats per example")
+    fig.suptitle(title or "training curves", fontsize=10)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return fig
 
 
-def lower_bound_panels(curves: Mapping[str, Mapping[str, list[float]]], path: str | Path) -> Path:
+def training_curves(
+    history: Sequence[Mapping[str, float]], path: str | Path, title: str | None = None
+) -> Path:
+    """:func:`curves_figure` saved as a PNG; ``title`` names the run (:func:`run_title`)."""
+    return _save_figure(curves_figure(history, title), path)
+
+
+#: Figure 2's default title; the caller adds the run (data, model, epochs)
+FIGURE2_TITLE = "Kingma & Welling (2013), Figure 2: lower bound against training samples"
+
+
+def lower_bound_figure(curves: Mapping[str, Mapping[str, list[float]]], title: str | None = None) -> Figure:
     """Kingma & Welling's Figure 2: train and test lower bound against training samples evaluated.
 
     curves : one entry per panel title (e.g. 'N_z = 3'), each with equally long lists
         'samples' (training examples seen), 'train' and 'test' (ELBO, nats per example).
+    All panels share one y-range, so they compare; train and test differ in line and marker; the
+    legend sits below the panels, where it covers no curve; the log x axis has labels at whole
+    decades only, so none overlap.
     """
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.2), dpi=120, squeeze=False)
-    for ax, (title, c) in zip(axes[0], curves.items(), strict=True):
-        ax.plot(c["samples"], c["train"], label="AEVB (train)", color="tab:red", marker=".")
-        ax.plot(c["samples"], c["test"], label="AEVB (test)", color="tab:red", linestyle="--", marker=".")
+    fig, axes = plt.subplots(
+        1, len(curves), figsize=(3.0 * len(curves), 3.4), dpi=120, squeeze=False, sharey=True
+    )
+    for ax, (panel, c) in zip(axes[0], curves.items(), strict=True):
+        for split, style, marker in SPLIT_STYLES:
+            ax.plot(
+                c["samples"],
+                c[split],
+                color="tab:red",
+                linestyle=style,
+                marker=marker,
+                markersize=4,
+                markerfacecolor="white" if split == "test" else "tab:red",
+                label=f"AEVB ({split})",
+            )
         ax.set_xscale("log")
-        ax.set_title(title)
-        ax.set_xlabel("# training samples evaluated")
+        ax.xaxis.set_major_locator(LogLocator(base=10, numticks=6))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel("training samples evaluated", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("lower bound (nats per example)")
-    axes[0][0].legend(loc="lower right")
-    fig.tight_layout()
-    return _save_figure(fig, path)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(title or FIGURE2_TITLE, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # the bottom 8% holds the legend
+    return fig
+
+
+def lower_bound_panels(
+    curves: Mapping[str, Mapping[str, list[float]]], path: str | Path, title: str | None = None
+) -> Path:
+    """:func:`lower_bound_figure` saved as a PNG; ``title`` names the run."""
+    return _save_figure(lower_bound_figure(curves, title), path)
 
 
 def sample_grid(
@@ -226,7 +353,8 @@ def sample_grid(
 
 def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
     """The run's pictures (:data:`vaekit.runs.PICTURES`): samples, reconstructions, the manifold
-    (images only) and the curves (every run).
+    (images only) and the curves (every run), each titled with the run (:func:`run_title`); the
+    reconstructions' rows are labelled data / reconstruction.
 
     The samples have a row of 8 samples per class of a model conditioned on labels, or per
     each of the first 8 conditions in ``y_test`` of a model conditioned on vectors.
@@ -237,11 +365,13 @@ def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) 
         y32 = y_test[:32] if vae.conditional and y_test is not None else None
         vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
         samples = sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors)
-        written.append(save_png(samples, run / SAMPLES))
+        written.append(save_png(titled(samples, run_title(vae, "samples")), run / SAMPLES))
         recon = reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape)
+        recon = titled(recon, run_title(vae, "reconstructions"), RECONSTRUCTION_ROWS, shape[1])
         written.append(save_png(recon, run / RECONSTRUCTIONS))
         if vae.latent_dim == 2 and not vae.conditional:
-            written.append(save_png(manifold_picture(vae, shape), run / MANIFOLD))
+            manifold = titled(manifold_picture(vae, shape), run_title(vae, "latent manifold"))
+            written.append(save_png(manifold, run / MANIFOLD))
     if vae.history_:
-        written.append(training_curves(vae.history_, run / CURVES))
+        written.append(training_curves(vae.history_, run / CURVES, run_title(vae)))
     return written

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from vaekit import checkpoint, storage
 from vaekit.errors import VaekitError
-from vaekit.evaluate import importance_log_likelihood, module_device
+from vaekit.evaluate import importance_log_likelihoods, module_device
 
 if TYPE_CHECKING:
     from vaekit.estimator import VAE
@@ -234,17 +234,26 @@ class Run:
 
     # ------------------------------------------------------------------ resumable evaluation
 
-    def log_likelihood(
-        self, module: VAEModule, x: Tensor, y: Tensor | None, k: int, seed: int, progress: bool = False
+    def importance_estimates(
+        self,
+        module: VAEModule,
+        x: Tensor,
+        y: Tensor | None,
+        ks: tuple[int, ...],
+        seed: int,
+        progress: bool = False,
     ) -> Tensor:
-        """:func:`vaekit.evaluate.importance_log_likelihood` of the run's model (``(n,)`` nats), keeping
+        """:func:`vaekit.evaluate.importance_log_likelihoods` of the run's model (``(len(ks), n)``
+        nats), keeping
         the finished examples in eval-progress.safetensors (see :data:`EVAL_SAVES`), so that a
         killed evaluation resumes where it stopped and ends with the numbers of an uninterrupted one.
 
-        Progress is reused only for the same weights (model.safetensors), data, k and seed.
+        Progress is reused only for the same weights, data, ks and seed.
         """
         path = self.path(EVAL_PROGRESS)
-        key = json.dumps({"weights": _file_digest(self.path(WEIGHTS)), "x": digest(x), "k": k, "seed": seed})
+        key = json.dumps(
+            {"weights": _file_digest(self.path(WEIGHTS)), "x": digest(x), "ks": ks, "seed": seed}
+        )
         generator = torch.Generator(module_device(module)).manual_seed(seed)
         done = None
         if path.exists():
@@ -252,18 +261,19 @@ class Run:
             if meta.get("key") == key and {"values", "generator"} <= set(tensors):
                 done = tensors["values"].double()
                 generator.set_state(tensors["generator"])
-        saved, every = (time.monotonic(), len(done) if done is not None else 0), len(x) / EVAL_SAVES
+        saved, every = (time.monotonic(), done.shape[1] if done is not None else 0), len(x) / EVAL_SAVES
 
         def on_chunk(values: Tensor) -> None:
             nonlocal saved
-            due = len(values) - saved[1] >= every or time.monotonic() - saved[0] >= EVAL_SAVE_SECONDS
-            if due or len(values) == len(x):
+            m = values.shape[1]
+            due = m - saved[1] >= every or time.monotonic() - saved[0] >= EVAL_SAVE_SECONDS
+            if due or m == len(x):
                 state = {"values": values, "generator": generator.get_state()}
                 storage.save_tensors(path, state, {"key": key})
-                saved = (time.monotonic(), len(values))
+                saved = (time.monotonic(), m)
 
-        return importance_log_likelihood(
-            module, x, y, k, generator=generator, done=done, on_chunk=on_chunk, progress=progress
+        return importance_log_likelihoods(
+            module, x, y, ks, seed, progress=progress, generator=generator, done=done, on_chunk=on_chunk
         )
 
 
