@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import checkpoint, parallel, plots, reproduce, runs, storage
+from vaekit import checkpoint, export, parallel, plots, reproduce, runs, storage
 from vaekit.config import CONDITIONAL_LATENT_DIM, ModelConfig, TrainConfig
 from vaekit.data import DATASETS, load_data, load_rows
 from vaekit.errors import VaekitError
@@ -221,6 +221,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
     p.add_argument("-o", "--out", type=Path, default=Path("x.npy"), help=_OUT_HELP)
+
+    p = sub.add_parser("export", help="write the encoder and decoder as ONNX or TorchScript files")
+    p.add_argument("run", type=Path)
+    p.add_argument("--format", choices=sorted(export.FORMATS), default="onnx", help="(default: %(default)s)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder to write the files into")
     return parser
 
 
@@ -604,6 +609,11 @@ def cmd_plot(args: argparse.Namespace) -> None:
     print(path)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    for path in export.export(VAE.load(args.run), args.out, args.format):
+        print(path)
+
+
 COMMANDS = {
     "score": cmd_score,
     "reproduce": cmd_reproduce,
@@ -614,6 +624,7 @@ COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "encode": cmd_encode,
     "decode": cmd_decode,
+    "export": cmd_export,
 }
 
 

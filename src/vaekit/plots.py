@@ -217,23 +217,31 @@ def sample_grid(
     return image_grid(vae.sample(n, seed=seed, y=label), shape, min(8, n))
 
 
-def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
-    """samples.png, reconstructions.png, manifold.png (images only) and curves.png (every run).
+def data_pictures(vae: VAE, x_test: np.ndarray, y_test: Any = None) -> dict[str, Image.Image]:
+    """The run's pictures of data, by file name: samples, reconstructions, and the manifold.
 
+    Empty unless the data are images; manifold.png only for a 2-D unconditional model.
     samples.png has a row of 8 samples per class of a model conditioned on labels, or per
-    each of the first 8 conditions in ``y_test`` of a model conditioned on vectors.
+    each of the first 8 conditions in ``y_test`` of a model conditioned on vectors;
+    reconstructions.png shows the first 32 rows of ``x_test`` ``(n, d)``.
     """
-    written = []
     shape = vae.image_shape_
-    if shape is not None:  # pictures of data need images; the curves do not
-        y32 = y_test[:32] if vae.conditional and y_test is not None else None
-        vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
-        samples = sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors)
-        written.append(save_png(samples, run / SAMPLES))
-        recon = reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape)
-        written.append(save_png(recon, run / RECONSTRUCTIONS))
-        if vae.latent_dim == 2 and not vae.conditional:
-            written.append(save_png(manifold_picture(vae, shape), run / MANIFOLD))
+    if shape is None:
+        return {}
+    y32 = y_test[:32] if vae.conditional and y_test is not None else None
+    vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
+    pictures = {
+        SAMPLES: sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors),
+        RECONSTRUCTIONS: reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape),
+    }
+    if vae.latent_dim == 2 and not vae.conditional:
+        pictures[MANIFOLD] = manifold_picture(vae, shape)
+    return pictures
+
+
+def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
+    """The :func:`data_pictures` (images only) and curves.png (every run), written into the run folder."""
+    written = [save_png(picture, run / name) for name, picture in data_pictures(vae, x_test, y_test).items()]
     if vae.history_:
         written.append(training_curves(vae.history_, run / CURVES))
     return written
