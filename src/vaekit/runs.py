@@ -9,6 +9,7 @@ metrics.jsonl           one row of metrics per epoch
 eval.json               ``vaekit eval``'s numbers
 *.png                   pictures (samples, reconstructions, manifold, curves, plots)
 reproduce.json          a paper protocol's record (``vaekit reproduce``)
+tensorboard/            TensorBoard event files (``vaekit train --tensorboard``)
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
+#: the folder of :class:`vaekit.tensorboard.TensorBoardLog`'s event files
+TENSORBOARD = "tensorboard"
 #: the pictures :func:`vaekit.plots.write_pictures` puts in a run folder
 PICTURES = SAMPLES, RECONSTRUCTIONS, MANIFOLD, CURVES = (
     "samples.png",
