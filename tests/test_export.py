@@ -197,11 +197,22 @@ def test_missing_onnx_packages_are_one_line_naming_the_extra(model, tmp_path, mo
     assert err.startswith("vaekit: error: onnxscript: not installed") and err.count("\n") == 1
 
 
-def test_bad_export_requests(model, tmp_path):
+def test_bad_export_requests(model, tmp_path, capsys):
     with pytest.raises(VaekitError, match="unknown export format 'tflite'"):
         export(model("mlp-bernoulli"), tmp_path, "tflite")
     with pytest.raises(VaekitError, match="not fitted"):
         export(VAE(), tmp_path, "torchscript")
+    model("mlp-bernoulli").save(tmp_path / "run")
+    (tmp_path / "file").write_text("not a folder")
+    assert (
+        main(["export", str(tmp_path / "run"), "--format", "torchscript", "-o", str(tmp_path / "file")]) == 2
+    )
+    assert capsys.readouterr().err.startswith(
+        f"vaekit: error: {tmp_path / 'file'}: cannot create the export folder"
+    )
+    assert main(["export", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")]) == 2
+    assert "no such model folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 BLOCKED = textwrap.dedent(

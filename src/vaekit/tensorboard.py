@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import Tensor
 
-from vaekit import plots
+from vaekit import plots, storage
 from vaekit.conditions import as_condition
 from vaekit.data import as_rows
 from vaekit.errors import VaekitError
@@ -53,7 +53,11 @@ def image_tag(file_name: str) -> str:
     return IMAGES + Path(file_name).stem
 
 
-def _summary_writer() -> type:
+def require() -> type:
+    """torch's ``SummaryWriter``, or a one-line VaekitError naming the extra that installs tensorboard.
+
+    The command line calls it while checking its flags, before the run folder is touched.
+    """
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
@@ -83,7 +87,7 @@ class TensorBoardLog:
     def __init__(
         self, vae: VAE, folder: str | Path, x_test: ArrayLike, y_test: ArrayLike | None = None
     ) -> None:
-        self._writer_class = _summary_writer()  # a missing package fails now, not after an epoch
+        self._writer_class = require()  # a missing package fails now, not after an epoch
         self.vae, self.folder = vae, Path(folder)
         x = x_test.detach().cpu().numpy() if isinstance(x_test, Tensor) else np.asarray(x_test)
         self.x_test, _ = as_rows(x, "x_test")  # (n, d) float32
@@ -95,7 +99,7 @@ class TensorBoardLog:
         """Log one epoch's metrics row (keys as :meth:`vaekit.train.Trainer.train_epoch` writes them)."""
         epoch, step = int(row["epoch"]), int(row["step"])
         if self._writer is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            storage.make_folder(self.folder, "TensorBoard folder")
             self._writer = self._writer_class(log_dir=str(self.folder), purge_step=epoch)
         w = self._writer
         for key, tag in SCALARS.items():
