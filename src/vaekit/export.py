@@ -108,7 +108,7 @@ def _onnx_bytes(
     if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
         raise VaekitError(
             f"torch {torch.__version__}: its torch.onnx.export has no dynamo=True exporter; "
-            "ONNX export needs a newer torch (2.6 or later)"
+            "ONNX export needs a newer torch"
         )
     batch = torch.export.Dim(BATCH)
     with _quiet("torch.onnx"):  # it logs each torchvision op it cannot find, and notes on its internals
