@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vaekit import checkpoint, parallel, plots, reproduce, runs, storage
+from vaekit import checkpoint, export, parallel, plots, reproduce, runs, storage, tensorboard
 from vaekit.config import CONDITIONAL_LATENT_DIM, SPLIT_SEED, ModelConfig, TrainConfig, choices_of
 from vaekit.data import DATASETS, data_spec, load_data, load_rows
 from vaekit.errors import VaekitError
@@ -180,6 +180,11 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the interrupted run in folder RUN with its own settings (from its config)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help=f"write TensorBoard events into RUN/{runs.TENSORBOARD}/ each epoch (needs vaekit[tensorboard])",
+    )
     _add_hyperparameters(p)
 
     p = sub.add_parser("sample", help="decode draws from the prior into a picture")
@@ -261,6 +266,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
     p.add_argument("-o", "--out", type=Path, default=Path("x.npy"), help=_OUT_HELP)
+
+    p = sub.add_parser("export", help="write the encoder and decoder as ONNX or TorchScript files")
+    p.add_argument("run", type=Path)
+    p.add_argument("--format", choices=sorted(export.FORMATS), default="onnx", help="(default: %(default)s)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder to write the files into")
     return parser
 
 
@@ -332,6 +342,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     params["verbose"] = not args.quiet
     vae = VAE(**params)
     vae.configs()  # validate the flags before touching disk
+    if args.tensorboard:
+        tensorboard.require()  # a missing package fails before the run folder is made
     parallel.resolve_device(vae.device)
     writes = parallel.rank() == 0  # under torchrun only rank 0 prints and writes the run folder
     if resume and parallel.world_size() > 1:
@@ -350,7 +362,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             run.discard_if_empty()
             raise
         command = f"vaekit train --resume {run.folder}"
-        pictures = train_into(run if writes else None, vae, data, source, command, resume)
+        pictures = train_into(
+            run if writes else None, vae, data, source, command, resume, tensorboard=args.tensorboard
+        )
     if not writes:
         return 0
     final = vae.history_[-1]
@@ -507,6 +521,11 @@ def cmd_plot(args: argparse.Namespace) -> None:
     print(path)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    for path in export.export(VAE.load(args.run), args.out, args.format):
+        print(path)
+
+
 COMMANDS = {
     "score": cmd_score,
     "reproduce": cmd_reproduce,
@@ -517,6 +536,7 @@ COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "encode": cmd_encode,
     "decode": cmd_decode,
+    "export": cmd_export,
 }
 
 

@@ -351,27 +351,35 @@ def sample_grid(
     return image_grid(vae.sample(n, seed=seed, y=label, mean=mean), shape, min(8, n))
 
 
-def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
-    """The run's pictures (:data:`vaekit.runs.PICTURES`): samples, reconstructions, the manifold
-    (images only) and the curves (every run), each titled with the run (:func:`run_title`); the
-    reconstructions' rows are labelled data / reconstruction.
+def data_pictures(vae: VAE, x_test: np.ndarray, y_test: Any = None) -> dict[str, Image.Image]:
+    """The run's pictures of data, by file name, each titled with the run (:func:`run_title`):
+    samples, reconstructions (rows labelled data / reconstruction) and the manifold.
 
-    The samples have a row of 8 samples per class of a model conditioned on labels, or per
-    each of the first 8 conditions in ``y_test`` of a model conditioned on vectors.
+    Empty unless the data are images; the manifold only for a 2-D unconditional model. The
+    samples have a row of 8 samples per class of a model conditioned on labels, or per each of
+    the first 8 conditions in ``y_test`` of a model conditioned on vectors; the reconstructions
+    show the first 32 rows of ``x_test`` ``(n, d)``.
     """
-    written = []
     shape = vae.image_shape_
-    if shape is not None:  # pictures of data need images; the curves do not
-        y32 = y_test[:32] if vae.conditional and y_test is not None else None
-        vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
-        samples = sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors)
-        written.append(save_png(titled(samples, run_title(vae, "samples")), run / SAMPLES))
-        recon = reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape)
-        recon = titled(recon, run_title(vae, "reconstructions"), RECONSTRUCTION_ROWS, shape[1])
-        written.append(save_png(recon, run / RECONSTRUCTIONS))
-        if vae.latent_dim == 2 and not vae.conditional:
-            manifold = titled(manifold_picture(vae, shape), run_title(vae, "latent manifold"))
-            written.append(save_png(manifold, run / MANIFOLD))
+    if shape is None:
+        return {}
+    y32 = y_test[:32] if vae.conditional and y_test is not None else None
+    vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
+    samples = sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors)
+    recon = reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape)
+    pictures = {
+        SAMPLES: titled(samples, run_title(vae, "samples")),
+        RECONSTRUCTIONS: titled(recon, run_title(vae, "reconstructions"), RECONSTRUCTION_ROWS, shape[1]),
+    }
+    if vae.latent_dim == 2 and not vae.conditional:
+        pictures[MANIFOLD] = titled(manifold_picture(vae, shape), run_title(vae, "latent manifold"))
+    return pictures
+
+
+def write_pictures(vae: VAE, run: Path, x_test: np.ndarray, y_test: Any = None) -> list[Path]:
+    """The :func:`data_pictures` (images only) and the curves (every run), written into the run
+    folder (:data:`vaekit.runs.PICTURES`)."""
+    written = [save_png(picture, run / name) for name, picture in data_pictures(vae, x_test, y_test).items()]
     if vae.history_:
         written.append(training_curves(vae.history_, run / CURVES, run_title(vae)))
     return written

@@ -13,7 +13,8 @@ from vaekit import plots
 from vaekit.data import Data
 from vaekit.errors import Interrupted, VaekitError
 from vaekit.estimator import VAE
-from vaekit.runs import CHECKPOINT, CONFIG, Run
+from vaekit.runs import CHECKPOINT, CONFIG, TENSORBOARD, Run
+from vaekit.tensorboard import TensorBoardLog
 
 Echo = Callable[[str], None]
 
@@ -36,6 +37,7 @@ def train_into(
     resume: bool = False,
     echo: Echo = print,
     extra: Callable[[VAE], dict[str, float]] | None = None,
+    tensorboard: bool = False,
 ) -> list[Path]:
     """Train ``vae`` on ``data`` into ``run`` (whose lock the caller holds); returns the pictures.
 
@@ -44,6 +46,7 @@ def train_into(
     resume_command : the command that continues this run, for the messages of a stopped one
     resume : continue the run's checkpoint (or extend a finished run to ``vae.epochs``)
     extra : metrics added to each epoch's row (e.g. a bound on other data)
+    tensorboard : also log each epoch as TensorBoard events (:class:`vaekit.tensorboard.TensorBoardLog`)
 
     A Ctrl-C saves a checkpoint and raises :class:`Interrupted` saying how to continue; a run
     that fails before its first checkpoint leaves no folder it created behind.
@@ -65,9 +68,13 @@ def train_into(
         return []
     echo(data.describe())
 
+    board = TensorBoardLog(vae, run.path(TENSORBOARD), data.x_test, y_test) if tensorboard else None
+
     def log_epoch(row: dict[str, float]) -> None:
         row.update(extra(vae) if extra is not None else {})  # row is the last of vae.history_
         run.write_metrics(vae.history_)
+        if board is not None:
+            board(row)
         test = f", test ELBO {row['test_elbo']:.2f}" if "test_elbo" in row else ""
         echo(
             f"epoch {int(row['epoch'])}/{vae.epochs}: train ELBO {row['train_elbo']:.2f}{test} nats "
@@ -97,6 +104,9 @@ def train_into(
             raise VaekitError(f"{e}; the last checkpoint is kept: {resume_command}") from e
         run.discard_if_empty()
         raise
+    finally:
+        if board is not None:
+            board.close()
     vae.save(run.folder)
     return plots.write_pictures(vae, run.folder, data.x_test.numpy(), y_test)
 

@@ -9,6 +9,7 @@ metrics.jsonl             one row of metrics per epoch
 eval.json                 ``vaekit eval``'s numbers; eval-progress.safetensors its finished chunks
 *.png                     pictures: samples, reconstructions, manifold, curves, ``vaekit plot``'s
 reproduce.json            a paper protocol's record (``vaekit reproduce``), figure2.png/.json, latent-J/
+tensorboard/              TensorBoard event files (``vaekit train --tensorboard``)
 
 :class:`Run` creates, locks, clears and discards the folder, reads and writes these files, and
 records which data the run trained on. Nothing is pickled.
@@ -44,6 +45,8 @@ EVAL = "eval.json"
 EVAL_PROGRESS = "eval-progress.safetensors"
 REPRODUCE = "reproduce.json"
 FIGURE2, FIGURE2_DATA = "figure2.png", "figure2.json"
+#: the folder of :class:`vaekit.tensorboard.TensorBoardLog`'s event files
+TENSORBOARD = "tensorboard"
 #: the pictures :func:`vaekit.plots.write_pictures` puts in a run folder
 PICTURES = SAMPLES, RECONSTRUCTIONS, MANIFOLD, CURVES = (
     "samples.png",
@@ -140,7 +143,7 @@ class Run:
         """Remove every file of a run (and the sub-runs of latent sizes) before a new run writes here."""
         for name in FILES:
             self.path(name).unlink(missing_ok=True)
-        for sub in self.folder.glob(latent_run(0).replace("0", "*")):
+        for sub in [*self.folder.glob(latent_run(0).replace("0", "*")), self.path(TENSORBOARD)]:
             if sub.is_dir() and not sub.is_symlink():
                 shutil.rmtree(sub)
         for path in self.folder.glob(plot_file("*")):
