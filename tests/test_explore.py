@@ -261,6 +261,7 @@ BAD_REQUESTS = [
     ("GET the decoder", "GET", "/api/decode", None, None, 405, "does not take GET"),
     ("POST the page", "POST", "/", {"z": _j(20)}, None, 405, "does not take POST"),
     ("DELETE", "DELETE", "/api/run", None, None, 405, "does not take DELETE"),
+    ("HEAD", "HEAD", "/api/points", None, None, 405, "does not take HEAD"),
     ("foreign Host", "GET", "/api/run", None, {"Host": "attacker.example:80"}, 403, "loopback"),
 ]
 
@@ -286,7 +287,8 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(bad, 
     reason = r.read().decode()
     conn.close()
     assert r.status == status, reason
-    assert reason.endswith("\n") and reason.count("\n") == 1 and words in reason
+    if method != "HEAD":  # a HEAD answer has no body
+        assert reason.endswith("\n") and reason.count("\n") == 1 and words in reason
     assert "vaekit_version" not in reason and "params" not in reason  # no file content leaks out
     # the next request is answered as ever
     status, _, body = request(server20, "POST", "/api/decode", decode_body(np.zeros((1, 20))))
@@ -296,9 +298,14 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(bad, 
 def test_requests_open_no_files(server20, monkeypatch):
     """Everything is read at start-up: serving the page, the map, points and decodes opens no file."""
     opened = []
-    real_open, real_os_open = builtins.open, os.open
-    monkeypatch.setattr(builtins, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
-    monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(a[0]) or real_os_open(*a, **k))
+
+    def recording(real):
+        return lambda *a, **k: opened.append(a[0]) or real(*a, **k)
+
+    # builtins.open and io.open (pathlib's) are one function; os.open is the level below both
+    monkeypatch.setattr(builtins, "open", recording(builtins.open))
+    monkeypatch.setattr(io, "open", recording(io.open))
+    monkeypatch.setattr(os, "open", recording(os.open))
     for method, path, body in [
         ("GET", "/", None),
         ("GET", "/api/run", None),
@@ -362,16 +369,11 @@ def test_command_refuses_what_it_cannot_show(tmp_path, capsys):
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Debian Chromium through its own chromedriver (no Selenium Manager, no download).
-
-    Skipped only outside CI when Chromium is absent; under CI a missing browser fails the test.
-    """
+def require_browser():
+    """Skip when Chromium, its driver or Selenium is missing, unless CI is set: then fail."""
     missing = [name for name, path in (("chromium", CHROMIUM), ("chromium-driver", CHROMEDRIVER)) if not path]
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         missing.append("selenium (pip install -e '.[test]')")
     if missing:
@@ -379,6 +381,25 @@ def browser():
         if os.environ.get("CI"):
             pytest.fail(f"CI is set, so the browser test must run, but {why}")
         pytest.skip(why)
+
+
+def test_a_missing_browser_skips_only_outside_ci(monkeypatch):
+    monkeypatch.setattr(f"{__name__}.CHROMIUM", None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium not installed"):
+        require_browser()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set, so the browser test must run"):
+        require_browser()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium through its own chromedriver (no Selenium Manager, no download)."""
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (

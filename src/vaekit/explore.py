@@ -312,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_allowed(self) -> None:
         self._serve(self.command, b"")
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def _body(self) -> bytes:
         length = self.headers.get("Content-Length")
@@ -360,7 +360,8 @@ class _Handler(BaseHTTPRequestHandler):
         # the page fetches nothing but this server: no CDN, no fonts, no analytics
         self.send_header("Content-Security-Policy", CSP)
         self.end_headers()
-        self.wfile.write(response.body)
+        if self.command != "HEAD":  # a HEAD answer has the headers of the body, without it
+            self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
