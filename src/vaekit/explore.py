@@ -126,7 +126,9 @@ class Explorer:
             self.coords = self.mu if self.latent_dim == 2 else principal_components(self.mu, 2)
         else:  # a 1-D latent: its value across, nothing down
             self.coords = np.concatenate([self.mu, np.zeros_like(self.mu)], axis=1)
-        self.axes = ["z_1", "z_2"] if self.latent_dim <= 2 else ["principal component 1", "component 2"]
+        self.axes = (
+            ["z_1", "z_2"] if self.latent_dim <= 2 else ["principal component 1", "principal component 2"]
+        )
         self.facts = {
             **facts,
             "latent_dim": self.latent_dim,
@@ -172,7 +174,7 @@ class Explorer:
         facts = {
             "run": run.resolve().name,
             "data": spec,
-            "params": storage.read_json(run / runs.CONFIG).get("params", {}),
+            "params": vae.get_params(),  # as config.json records them
             "epochs": len(history),
             "history": history,
             "test_elbo": history[-1].get("test_elbo") if history else None,
