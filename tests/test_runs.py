@@ -30,13 +30,15 @@ def test_no_module_but_runs_spells_a_run_folder_file_name():
     names = {getattr(runs, n) for n in dir(runs) if n.isupper() and isinstance(getattr(runs, n), str)}
     names |= set(runs.PICTURES) | {runs.plot_file("scatter"), runs.latent_run(3)}
     assert {"config.json", "model.safetensors", "checkpoint.safetensors", "metrics.jsonl"} <= names
-    offenders = [
-        f"{path.name}: {name}"
-        for path, text in _sources().items()
-        if path.name != "runs.py"
-        for name in names
-        if name in text
-    ]
+    offenders = []
+    for path, text in _sources().items():
+        if path.name == "runs.py":
+            continue
+        strings = [n.value for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Constant)]
+        for value in (v for v in strings if isinstance(v, str)):
+            # a file name anywhere in a string or docstring; a folder name (no suffix) as a path
+            hits = [n for n in names if (n in value if "." in n else value == n or f"{n}/" in value)]
+            offenders += [f"{path.name}: {name}" for name in hits]
     assert offenders == []
 
 

@@ -271,6 +271,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path)
     p.add_argument("--format", choices=sorted(export.FORMATS), default="onnx", help="(default: %(default)s)")
     p.add_argument("-o", "--out", type=Path, required=True, help="folder to write the files into")
+
+    p = sub.add_parser("explore", help="serve a local web page to walk the run's latent space")
+    p.add_argument("run", type=Path)
+    p.add_argument("--data", help="data set or file whose test split is mapped (default: the run's data)")
+    p.add_argument("-n", type=_count, default=5000, help="test examples on the map (default: 5000)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback)")
+    p.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the web browser")
+    p.add_argument("--verbose", action="store_true", help="log every request on stderr")
     return parser
 
 
@@ -526,7 +535,29 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(path)
 
 
+def cmd_explore(args: argparse.Namespace) -> None:
+    import webbrowser
+
+    from vaekit import explore
+
+    explorer = explore.Explorer.from_run(args.run, args.data, args.n)
+    server = explore.ExplorerServer(explorer, args.host, args.port, verbose=args.verbose)
+    try:
+        warning = explore.host_warning(args.host, server.port)
+        if warning:
+            print(warning, file=sys.stderr)
+        print(f"vaekit explore: {args.run} at {server.url} (Ctrl-C stops)", flush=True)
+        if args.open:
+            webbrowser.open(server.url)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("vaekit explore: stopped")
+    finally:
+        server.server_close()
+
+
 COMMANDS = {
+    "explore": cmd_explore,
     "score": cmd_score,
     "reproduce": cmd_reproduce,
     "plot": cmd_plot,

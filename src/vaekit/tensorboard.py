@@ -49,7 +49,7 @@ def kl_tag(j: int, latent_dim: int) -> str:
 
 
 def image_tag(file_name: str) -> str:
-    """The tag of a run picture, from its file name: 'samples.png' -> 'images/samples'."""
+    """The tag of a run picture, from its file name: images/ and the name's stem."""
     return IMAGES + Path(file_name).stem
 
 
