@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from vaekit import limits
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import LIKELIHOODS
 
@@ -88,6 +89,7 @@ class ModelConfig:
     arch: Arch = "mlp"  # 'conv': convolutional encoder/decoder for (C, H, W) images, H and W divisible by 4
 
     def __post_init__(self) -> None:
+        limits.check_config(self)
         _check_literals(self)
         _check_positive(self, "latent_dim", "sigma")
         if not all(
@@ -123,6 +125,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # optimiser steps between checkpoints of a run folder (0: epoch ends only)
 
     def __post_init__(self) -> None:
+        limits.check_config(self)
         _check_literals(self)
         _check_positive(self, "epochs", "batch_size", "lr", "samples", "adam_eps")
         if not 0 <= self.seed < MAX_SEED:
