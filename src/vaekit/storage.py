@@ -15,7 +15,7 @@ import secrets
 import stat
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -59,10 +59,20 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def make_folder(folder: Path, what: str = "folder") -> None:
-    """Create ``folder`` and its parents if missing; one-line VaekitError naming it if that fails."""
+    """Create ``folder`` and its parents if missing; one-line VaekitError naming it if that fails.
+
+    A failure part of the way down (a name over 255 bytes, no permission) removes the parents
+    this call created, so that a refused folder leaves nothing behind.
+    """
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]  # deepest first
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        for created in missing:
+            with suppress(OSError):  # never made, or no longer empty
+                created.rmdir()
+
         raise VaekitError(f"{folder}: cannot create the {what} ({e.strerror or e})") from e
 
 
