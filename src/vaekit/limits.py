@@ -120,9 +120,9 @@ def check_network(build: Callable[..., torch.nn.Module], *args: Any) -> None:
         return
     for arg in args:  # data width, condition width, image shape: no row holds more than a data set
         for size in arg if isinstance(arg, tuple | list) else (arg,):
-            if _integer(size) and size > MAX_VALUES:
+            if _integer(size) and not 0 <= size <= MAX_VALUES:
                 raise VaekitError(
-                    f"a network for sizes {show(size)} is beyond limits.MAX_VALUES ({MAX_VALUES:,})"
+                    f"a network needs sizes from 0 to {MAX_VALUES:,} (limits.MAX_VALUES), got {show(size)}"
                 )
     token = _COUNTING.set(True)
     try:
