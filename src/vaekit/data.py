@@ -3,7 +3,9 @@
 Everything is returned as float32 tensors of shape ``(n, d)`` held in memory
 (training slices them per batch), with images flattened in (C, H, W) order and
 8-bit (16-bit) pixel values scaled to [0, 1] by 255 (65535). Every problem with a file raises
-:class:`~vaekit.errors.VaekitError` naming the file.
+:class:`~vaekit.errors.VaekitError` naming the file. Only regular files are read, and their sizes
+are held to :mod:`vaekit.limits` from their headers (.npy, .npz members, image sizes) or a count
+of their cells (CSV) before their data are.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Every write goes to a temporary file in the same folder, is flushed and
 fsync'ed, then renamed over the target, so a crash or a full disk leaves the
 previous file intact. The file gets the permissions ``open()`` would give it
 (0o666 less the umask). Reading refuses floating-point tensors holding NaN or
-infinity, which vaekit never writes.
+infinity, which vaekit never writes. Reading takes regular files only (never a named pipe or a
+device such as /dev/zero), of at most the size :mod:`vaekit.limits` allows for their kind.
 """
 
 from __future__ import annotations
