@@ -53,7 +53,7 @@ def load(path: Path, trainer: Trainer, record: dict[str, Any]) -> list[dict[str,
     """
     tensors, metadata = storage.load_tensors_and_metadata(path)
     try:
-        meta = json.loads(metadata["vaekit"])
+        meta = storage.parse_json(metadata["vaekit"], path)
         fmt = meta["format"]
     except (KeyError, TypeError, ValueError) as e:
         raise VaekitError(f"{path}: not a vaekit checkpoint (no readable 'vaekit' metadata)") from e

@@ -592,5 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         print("vaekit: stopped: standard output was closed", file=sys.stderr)
         return 141
+    except OSError as e:  # a path the system refuses outright (a name over 255 bytes) in a stat or open
+        if e.filename is None:
+            raise
+        print(f"vaekit: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
     finally:
         parallel.leave_process_group()

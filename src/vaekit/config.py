@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from vaekit import limits
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import LIKELIHOODS
 from vaekit.networks import ACTIVATIONS, ARCHITECTURES, check_architecture
@@ -129,6 +130,7 @@ class ModelConfig:
     arch_options: dict[str, Any] | None = option(None, "keyword options of the architecture's builder")
 
     def __post_init__(self) -> None:
+        limits.check_config(self)
         _check_fields(self)
         _check_positive(self, "latent_dim")
         if not all(
@@ -166,6 +168,7 @@ class TrainConfig:
     checkpoint_every: int = option(500, "optimiser steps between checkpoints of a run folder (0: epoch ends)")
 
     def __post_init__(self) -> None:
+        limits.check_config(self)
         _check_fields(self)
         _check_positive(self, "epochs", "batch_size", "lr", "samples", "adam_eps")
         if not 0 <= self.seed < MAX_SEED:

@@ -3,7 +3,9 @@
 Everything is returned as float32 tensors of shape ``(n, d)`` held in memory
 (training slices them per batch), with images flattened in (C, H, W) order and
 8-bit (16-bit) pixel values scaled to [0, 1] by 255 (65535). Every problem with a file raises
-:class:`~vaekit.errors.VaekitError` naming the file.
+:class:`~vaekit.errors.VaekitError` naming the file. Only regular files are read, and their sizes
+are held to :mod:`vaekit.limits` from their headers (.npy, .npz members, image sizes) or a count
+of their cells (CSV) before their data are.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.resources
+import io
+import math
 import os
+import re
 import secrets
 import shutil
+import stat
 import urllib.request
 import warnings
 import zipfile
@@ -26,7 +32,7 @@ import torch
 from PIL import Image, ImageMode, UnidentifiedImageError
 from torch import Tensor
 
-from vaekit import conditions
+from vaekit import conditions, limits, storage
 from vaekit.errors import VaekitError
 
 IDX_FILES = {
@@ -105,12 +111,14 @@ class Data:
 def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
     """Read a gzip-compressed IDX file, checking the SHA-256 of its uncompressed bytes."""
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError as e:
-        raise VaekitError(f"{path}: no such file") from e
+        with storage.open_regular(path) as file, gzip.open(file, "rb") as f:
+            raw = f.read(limits.MAX_IDX_BYTES + 1)
     except (OSError, EOFError, zlib.error) as e:
         raise VaekitError(f"{path}: not a readable gzip file ({e})") from e
+    if len(raw) > limits.MAX_IDX_BYTES:
+        raise VaekitError(
+            f"{path}: decompresses to more than {limits.MAX_IDX_BYTES:,} bytes, no IDX file vaekit reads"
+        )
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
         raise VaekitError(f"{path}: checksum mismatch (the file is corrupt or not the expected one)")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
@@ -296,7 +304,10 @@ def _read_csv(path: Path) -> np.ndarray:
     The first line is a header, and skipped, when none of its cells is a number. Blank lines and
     ``#`` comments are skipped. Anything else unreadable is an error naming its line in the file.
     """
-    with path.open(encoding="utf-8-sig") as f:
+    with storage.open_regular(path) as raw:
+        cells = _most_cells(raw)  # loadtxt holds them as float64
+        limits.check_data(path, cells, 8 * cells, "may hold up to")
+        f = io.TextIOWrapper(raw, encoding="utf-8-sig")
         header = _is_header(f.readline())
         f.seek(0)
         try:
@@ -308,6 +319,16 @@ def _read_csv(path: Path) -> np.ndarray:
             raise VaekitError(f"{path}: {problem}") from e
 
 
+def _most_cells(f: io.BufferedIOBase) -> int:
+    """An upper bound on the cells of a CSV file (commas and line ends, plus one), read in blocks
+    of 1 MiB, so that the file's size in numbers is known before it is parsed. Rewinds ``f``."""
+    cells = 1
+    for block in iter(lambda: f.read(2**20), b""):
+        cells += block.count(b",") + block.count(b"\n")
+    f.seek(0)
+    return cells
+
+
 def _open_image(path: Path) -> Image.Image:
     """The image in a file, with 16-bit grey turned into mode F holding values in [0, 1].
 
@@ -316,9 +337,21 @@ def _open_image(path: Path) -> Image.Image:
     value that stands for white is unknown.
     """
     try:
-        with Image.open(path) as im:
-            im.load()
-    except (OSError, UnidentifiedImageError) as e:
+        # Pillow warns of a "decompression bomb" above 89 million pixels: vaekit's own lower limit
+        # refuses those, from the header, before any pixel is decoded
+        with storage.open_regular(path) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                limits.check_image(path, im.height, im.width)
+                im.load()
+    except Image.DecompressionBombError as e:  # over twice Pillow's limit: refused by Image.open itself
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise VaekitError(
+            limits.image_too_large(
+                path, f"{int(pixels[1]):,} pixels" if pixels else "more pixels than Pillow opens"
+            )
+        ) from e
+    except (OSError, UnidentifiedImageError, ValueError) as e:  # ValueError: a text chunk too large
         raise VaekitError(f"{path}: not a readable image ({e})") from e
     if im.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(im)
@@ -349,10 +382,19 @@ def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise VaekitError(f"{folder}: holds no .png or .jpg images")
-    images = [_open_image(p) for p in files]
-    colour = not all(im.mode in ("1", "L", "F") for im in images)
-    if resize is not None:
-        images = [im.resize((resize[1], resize[0]), Image.Resampling.BILINEAR) for im in images]
+    # one image decoded at a time, resized before the next: memory holds the resized images and one
+    # at full size, and their number of values is checked as it grows
+    images, pixels, colour = [], 0, False
+    for p in files:
+        im = _open_image(p)
+        colour = colour or im.mode not in ("1", "L", "F")
+        if resize is not None:
+            im = im.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
+        images.append(im)
+        pixels += im.width * im.height
+        limits.check_data(
+            folder, pixels * (3 if colour else 1), 4 * pixels * (3 if colour else 1), "images hold"
+        )
     sizes = {im.size for im in images}
     if len(sizes) > 1:
         raise VaekitError(
@@ -377,14 +419,69 @@ def _split(
     return x[train], x[test], (y[train] if y is not None else None), (y[test] if y is not None else None)
 
 
-def _check_signature(path: Path) -> None:
+def _check_signature(f: io.BufferedIOBase, path: Path) -> None:
     """Refuse an .npy or .npz file that does not start as one (np.load would call it pickled data)."""
-    with path.open("rb") as f:
-        start = f.read(8)
+    start = f.read(8)
+    f.seek(0)
     if not start.startswith(SIGNATURES[path.suffix]):
         raise VaekitError(
             f"{path}: not a valid {path.suffix} file (it does not start with {SIGNATURES[path.suffix][0]!r})"
         )
+
+
+def _check_npy_header(f: io.BufferedIOBase, where: str, size: int) -> tuple[int, int]:
+    """Read the header of the .npy array at ``f``'s position (a file, or a member of an .npz, of
+    ``size`` bytes) and refuse it, before numpy allocates the array, when it declares more data
+    than the file holds or than vaekit reads. Returns (values, bytes) declared; rewinds ``f``.
+    """
+    start = f.tell()
+    if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+        raise VaekitError(
+            f"{where}: not an .npy array (it does not start with {np.lib.format.MAGIC_PREFIX!r})"
+        )
+    f.seek(start)
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise VaekitError(f"{where}: .npy format version {version} is not one vaekit reads (1.0 or 2.0)")
+    shape, _, dtype = readers[version](f)
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    held = size - (f.tell() - start)
+    f.seek(start)
+    if dtype.hasobject:  # numpy itself refuses it (allow_pickle=False) before reading any data
+        return 0, 0
+    if nbytes > held:
+        raise VaekitError(
+            f"{where}: its header declares shape {limits.show(shape)} of {dtype} ({nbytes:,} bytes), "
+            f"but the file holds {max(held, 0):,} bytes of data"
+        )
+    limits.check_data(where, count, nbytes, "its header declares")
+    return count, nbytes
+
+
+def _read_npz(f: io.BufferedIOBase, path: Path) -> np.ndarray | Data:
+    """The one array of an .npz file, or its own splits (x_train, x_test, y_train, y_test).
+
+    Only the arrays used are read, each after its header is checked (:func:`_check_npy_header`,
+    against the uncompressed size the archive declares for it, which zipfile never exceeds),
+    so that a small archive inflating to gigabytes is refused before it is inflated.
+    """
+    with np.load(f, allow_pickle=False) as z:
+        splits = "x_train" in z and "x_test" in z
+        if not splits and len(z.files) != 1:
+            raise VaekitError(f"{path}: holds arrays {z.files}; expected one array, or x_train and x_test")
+        keys = [k for k in ("x_train", "x_test", "y_train", "y_test") if k in z] if splits else z.files
+        names = set(z.zip.namelist())
+        total = [0, 0]
+        for key in keys:
+            name = key if key in names else f"{key}.npy"
+            with z.zip.open(name) as member:
+                count, nbytes = _check_npy_header(member, f"{path}[{key}]", z.zip.getinfo(name).file_size)
+            total = [total[0] + count, total[1] + nbytes]
+            limits.check_data(path, total[0], total[1], "its arrays declare")
+        arrays = {key: z[key] for key in keys}
+    return _npz_with_splits(path, arrays) if splits else arrays[keys[0]]
 
 
 def read_file(
@@ -396,25 +493,27 @@ def read_file(
     :class:`Data` when an ``.npz`` file holds its own ``x_train``/``x_test`` splits.
     """
     path = Path(path)
-    if not path.exists():
-        raise VaekitError(f"{path}: no such file or folder")
+    try:
+        is_folder = stat.S_ISDIR(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise VaekitError(f"{path}: no such file or folder") from e
+    except OSError as e:  # a name over 255 bytes, a loop of links, no permission
+        raise VaekitError(f"{path}: cannot be read ({e.strerror or e})") from e
     y: np.ndarray | None = None
     try:
-        if path.is_dir():
+        if is_folder:
             x, y = _read_image_folder(path, resize)
-        elif path.suffix == ".npy":
-            _check_signature(path)
-            x = np.load(path, allow_pickle=False)
-        elif path.suffix == ".npz":
-            _check_signature(path)
-            with np.load(path, allow_pickle=False) as z:
-                if "x_train" in z and "x_test" in z:
-                    return _npz_with_splits(path, dict(z))
-                if len(z.files) != 1:
-                    raise VaekitError(
-                        f"{path}: holds arrays {z.files}; expected one array, or x_train and x_test"
-                    )
-                x = z[z.files[0]]
+        elif path.suffix in SIGNATURES:
+            with storage.open_regular(path) as f:
+                _check_signature(f, path)
+                if path.suffix == ".npy":
+                    _check_npy_header(f, str(path), os.fstat(f.fileno()).st_size)
+                    x = np.load(f, allow_pickle=False)
+                else:
+                    found = _read_npz(f, path)
+                    if isinstance(found, Data):
+                        return found
+                    x = found
         elif path.suffix == ".csv":
             x = _read_csv(path)
         else:

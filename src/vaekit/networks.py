@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from vaekit import limits
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import Likelihood, make_likelihood
 
@@ -231,6 +232,7 @@ class VAEModule(nn.Module):
         cond_dim: int = 0,
         image_shape: Sequence[int] | None = None,
     ) -> None:
+        limits.check_network(type(self), data_dim, config, cond_dim, image_shape)
         super().__init__()
         self.data_dim, self.cond_dim, self.latent_dim = data_dim, cond_dim, config.latent_dim
         self.likelihood: Likelihood = make_likelihood(config.likelihood, config.likelihood_options)

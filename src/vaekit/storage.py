@@ -4,7 +4,8 @@ Every write goes to a temporary file in the same folder, is flushed and
 fsync'ed, then renamed over the target, so a crash or a full disk leaves the
 previous file intact. The file gets the permissions ``open()`` would give it
 (0o666 less the umask). Reading refuses floating-point tensors holding NaN or
-infinity, which vaekit never writes.
+infinity, which vaekit never writes. Reading takes regular files only (never a named pipe or a
+device such as /dev/zero), of at most the size :mod:`vaekit.limits` allows for their kind.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from vaekit import limits
 from vaekit.errors import VaekitError
 
 try:
@@ -57,10 +60,20 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def make_folder(folder: Path, what: str = "folder") -> None:
-    """Create ``folder`` and its parents if missing; one-line VaekitError naming it if that fails."""
+    """Create ``folder`` and its parents if missing; one-line VaekitError naming it if that fails.
+
+    A failure part of the way down (a name over 255 bytes, no permission) removes the parents
+    this call created, so that a refused folder leaves nothing behind.
+    """
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]  # deepest first
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        for created in missing:
+            with suppress(OSError):  # never made, or no longer empty
+                created.rmdir()
+
         raise VaekitError(f"{folder}: cannot create the {what} ({e.strerror or e})") from e
 
 
@@ -91,9 +104,82 @@ def exclusive(folder: Path) -> Iterator[None]:
 
 def check_writable(folder: Path) -> None:
     """Write, fsync and remove a probe file in ``folder``: catches read-only folders, file
-    systems and a full disk before any work is done (permission bits alone do not, e.g. for root)."""
-    atomic_write(Path(folder) / ".vaekit-write-probe", b"probe")
-    (Path(folder) / ".vaekit-write-probe").unlink()
+    systems and a full disk before any work is done (permission bits alone do not, e.g. for root).
+
+    The probe's name is random, so that two commands (or threads) probing one folder at once
+    never remove each other's probe.
+    """
+    probe = Path(folder) / f".vaekit-write-probe.{secrets.token_hex(8)}"
+    atomic_write(probe, b"probe")
+    probe.unlink()
+
+
+#: what a path that is not a regular file is, by its ``stat.S_IFMT`` kind
+FILE_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def open_regular(path: Path, max_bytes: int | None = None) -> BinaryIO:
+    """Open ``path`` for reading in binary mode, refusing anything but a regular file of at most
+    ``max_bytes`` bytes (a link is followed, and its target judged).
+
+    A named pipe would block a reader forever and a device such as ``/dev/zero`` never ends, so
+    the file is opened without blocking and judged by ``fstat`` on the open descriptor (no race
+    between the check and the read). Every refusal is a one-line VaekitError naming ``path``.
+    """
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    )
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError as e:
+        raise VaekitError(f"{path}: no such file") from e
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot be read ({e.strerror or e})") from e
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = FILE_KINDS.get(stat.S_IFMT(info.st_mode), "of an unknown kind")
+            raise VaekitError(f"{path}: is {kind}, not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise VaekitError(
+                f"{path}: holds {info.st_size:,} bytes, "
+                f"more than the {max_bytes:,} vaekit reads from such a file"
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, of at most ``max_bytes`` (see :func:`open_regular`)."""
+    with open_regular(path, max_bytes) as f:
+        try:
+            raw = f.read(os.fstat(f.fileno()).st_size)  # read(n) allocates n bytes first: never the maximum
+            grew = f.read(1)
+        except OSError as e:
+            raise VaekitError(f"{path}: cannot be read ({e.strerror or e})") from e
+    if grew:
+        raise VaekitError(f"{path}: grew while it was read; read it again once it is complete")
+    return raw
+
+
+def parse_json(text: str | bytes, where: str | Path) -> Any:
+    """One JSON document; anything unreadable (nesting too deep, a number of over 4300 digits,
+    bytes that are not UTF-8) is a one-line VaekitError naming ``where``."""
+    try:
+        return json.loads(text)
+    except RecursionError as e:
+        raise VaekitError(f"{where}: not a readable JSON file (nested too deeply)") from e
+    except ValueError as e:  # JSONDecodeError, a number of over 4300 digits, bytes not UTF-8
+        raise VaekitError(f"{where}: not a readable JSON file ({e})") from e
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -108,10 +194,8 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The rows of a JSON-lines file such as a run's metrics; a bad line is named by its number."""
     try:
-        lines = Path(path).read_text().splitlines()
-    except FileNotFoundError as e:
-        raise VaekitError(f"{path}: no such file") from e
-    except (OSError, UnicodeDecodeError) as e:
+        lines = read_bytes(path, limits.MAX_JSON_BYTES).decode().splitlines()
+    except UnicodeDecodeError as e:
         raise VaekitError(f"{path}: cannot be read ({e})") from e
     rows = []
     for number, line in enumerate(lines, 1):
@@ -119,6 +203,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise VaekitError(f"{path}: line {number} is not JSON ({e.msg})") from e
+        except (RecursionError, ValueError) as e:  # nested too deeply, a number of over 4300 digits
+            raise VaekitError(f"{path}: line {number} is not readable JSON ({type(e).__name__})") from e
         if not isinstance(row, dict):
             raise VaekitError(f"{path}: line {number} is not a JSON object")
         rows.append(row)
@@ -126,12 +212,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError as e:
-        raise VaekitError(f"{path}: no such file") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise VaekitError(f"{path}: not a readable JSON file ({e})") from e
+    """The JSON document in the regular file ``path`` of at most :data:`~vaekit.limits.MAX_JSON_BYTES`."""
+    return parse_json(read_bytes(path, limits.MAX_JSON_BYTES), path)
 
 
 def save_tensors(
@@ -170,12 +252,7 @@ def load_tensors_and_metadata(path: Path) -> tuple[dict[str, torch.Tensor], dict
     tensor holding NaN or infinity is refused too: :func:`save_tensors` never writes one
     (weights, optimiser moments and running sums alike), so such a file is corrupt.
     """
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError as e:
-        raise VaekitError(f"{path}: no such file") from e
-    except OSError as e:
-        raise VaekitError(f"{path}: cannot be read ({e.strerror or e})") from e
+    raw = read_bytes(path, limits.MAX_TENSOR_FILE_BYTES)
     try:
         tensors = st_load(raw)
         (size,) = struct.unpack("<Q", raw[:8])
