@@ -29,7 +29,7 @@ from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_summary, evaluate, importance_log_likelihood, module_device
 from vaekit.inputs import ArrayLike
 from vaekit.likelihoods import make_likelihood
-from vaekit.networks import VAEModule, check_architecture
+from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, elbo
 from vaekit.train import Trainer
 
@@ -128,16 +128,11 @@ class VAE:
         new_fit : check for a new fit (the arguments' likelihood, any width, the conditions y)
             instead of against the fitted model
         """
-        module = None if new_fit else getattr(self, "module_", None)
-        if module is None:
-            likelihood = make_likelihood(self.likelihood, self.likelihood_options)
-        rows = inputs.data_rows(
-            X,
-            what,
-            module.likelihood if module is not None else likelihood,
-            self.binarize,
-            self.n_features_in_ if module is not None else None,
-        )
+        fitted = None if new_fit else getattr(self, "module_", None)
+        if fitted is not None:
+            return inputs.data_rows(X, what, fitted.likelihood, self.binarize, self.n_features_in_)
+        likelihood = make_likelihood(self.likelihood, self.likelihood_options)
+        rows = inputs.data_rows(X, what, likelihood, self.binarize)
         if new_fit:
             self._condition_setup(y)
         return rows
@@ -387,50 +382,33 @@ class VAE:
 
     def save(self, folder: str | Path) -> None:
         """Write the config (arguments, shapes, version) and the weights to folder (:mod:`vaekit.runs`)."""
-        module = self._check_fitted()
-        run = runs.Run(folder)
-        storage.make_folder(run.folder)
-        run.write_weights(module.state_dict())
-        run.write_config(self.config_record())
+        runs.Run(folder).write_model(self._check_fitted().state_dict(), self.config_record())
 
     def config_record(self) -> dict[str, Any]:
         """The model's config (:data:`vaekit.runs.CONFIG`): arguments, shapes, conditions, version, data."""
         # the arguments the model was built with: set_params after fit changes only the next fit
         params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self._built_with.items()}
-        params["hidden"] = [int(h) for h in params["hidden"]]
+        shape = list(self.image_shape_) if self.image_shape_ else None
         record = {
             "vaekit_version": __version__,
-            "params": params,
-            "n_features_in": self.n_features_in_,
-            "image_shape": list(self.image_shape_) if self.image_shape_ else None,
-            "cond_dim": self.module_.cond_dim,
-            "n_classes": self.n_classes_,
+            "params": {**params, "hidden": [int(h) for h in params["hidden"]]},
         }
-        if self.source_ is not None:
-            record["source"] = self.source_
+        record.update(n_features_in=self.n_features_in_, image_shape=shape, cond_dim=self.module_.cond_dim)
+        record.update(
+            n_classes=self.n_classes_, **({"source": self.source_} if self.source_ is not None else {})
+        )
         return record
 
     @classmethod
     def load(cls, folder: str | Path) -> VAE:
         """Rebuild a saved VAE from the config and weights in folder (see :meth:`save`)."""
         run = runs.Run.existing(folder, what="model folder")
-        config = run.read_config()
-        try:  # a user's architecture must be registered again (its module imported) to rebuild it
-            check_architecture(config["params"]["arch"], config["params"].get("arch_options"))
-        except (KeyError, TypeError) as e:
-            raise VaekitError(f"{run.path(runs.CONFIG)}: not a vaekit model config (no {e})") from e
-        except VaekitError as e:
-            raise VaekitError(f"{run.path(runs.CONFIG)}: {e}") from e
+        model = run.read_model_config()
         try:
-            params = {**config["params"], "hidden": tuple(config["params"]["hidden"])}
-            if params.get("device") == "cuda" and not torch.cuda.is_available():
-                params["device"] = "cpu"  # a model trained on a GPU is used on any machine
-            vae = cls(**params)
-            cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
-            shape = config.get("image_shape")
-            vae._build(config["n_features_in"], tuple(shape) if isinstance(shape, list) else shape, cond)
-            vae.source_ = config.get("source")
-        except (KeyError, TypeError, ValueError, AttributeError, VaekitError) as e:
+            vae = cls(**model.params)
+            vae._build(model.n_features_in, model.image_shape, model.cond)
+        except (TypeError, ValueError, VaekitError) as e:
             raise VaekitError(f"{run.path(runs.CONFIG)}: not a vaekit model config ({e})") from e
+        vae.source_ = model.source
         storage.load_state(vae.module_, run.read_weights(), run.path(runs.WEIGHTS), run.path(runs.CONFIG))
         return vae

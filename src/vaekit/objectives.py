@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
@@ -77,18 +77,36 @@ def reparameterize(
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def _draw(
+class Draw(NamedTuple):
+    """One encoding of a minibatch and its samples of z, from which every objective is computed."""
+
+    mu: Tensor  # (n, J) mean of q(z|x)
+    logvar: Tensor  # (n, J) log-variance of q(z|x)
+    z: Tensor  # (L, n, J) samples z ~ q(z|x)
+    log_px_z: Tensor  # (L, n) log p(x|z), nats
+
+
+def draw(
     module: VAEModule,
     x: Tensor,
     y: Tensor | None,
     samples: int,
     generator: torch.Generator | None,
     eps: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Encode x ``(n, d)`` and draw z ``(L, n, J)`` from q(z|x): mu, logvar, z, log p(x|z) ``(L, n)``."""
+) -> Draw:
+    """Encode x ``(n, d)`` and draw z ``(L, n, J)`` from q(z|x), with log p(x|z) ``(L, n)``."""
     mu, logvar = module.encode(x, y)  # (n, J) each
     z = reparameterize(mu, logvar, samples, generator, eps)  # (L, n, J)
-    return mu, logvar, z, module.likelihood.log_prob(x, module.decode(z, y))
+    return Draw(mu, logvar, z, module.likelihood.log_prob(x, module.decode(z, y)))
+
+
+def elbo_terms(d: Draw, estimator: str = "analytic") -> ELBOTerms:
+    """The ELBO's terms of a :class:`Draw`: estimator 'analytic' (B: closed-form KL) or 'mc' (A)."""
+    if estimator == "analytic":
+        kl = gaussian_kl(d.mu, d.logvar).sum(-1)
+    else:
+        kl = (log_normal(d.z, d.mu, d.logvar) - log_standard_normal(d.z)).mean(0)
+    return ELBOTerms(recon=d.log_px_z.mean(0), kl=kl)
 
 
 def elbo(
@@ -107,12 +125,7 @@ def elbo(
     (1/L) sum_l log p(x, z_l) - log q(z_l|x)). Both are unbiased for the same ELBO.
     eps : optional ``(L, n, J)`` noise for :func:`reparameterize` (default: drawn from generator)
     """
-    mu, logvar, z, log_px_z = _draw(module, x, y, samples, generator, eps)
-    if estimator == "analytic":
-        kl = gaussian_kl(mu, logvar).sum(-1)
-    else:
-        kl = (log_normal(z, mu, logvar) - log_standard_normal(z)).mean(0)
-    return ELBOTerms(recon=log_px_z.mean(0), kl=kl)
+    return elbo_terms(draw(module, x, y, samples, generator, eps), estimator)
 
 
 def log_weights(
@@ -123,8 +136,12 @@ def log_weights(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Importance log-weights log p(x, z_i) - log q(z_i|x), z_i ~ q(z|x): ``(k, n)`` nats."""
-    mu, logvar, z, log_px_z = _draw(module, x, y, k, generator)
-    return log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)
+    return importance_log_weights(draw(module, x, y, k, generator))
+
+
+def importance_log_weights(d: Draw) -> Tensor:
+    """log p(x, z_i) - log q(z_i|x) of a :class:`Draw`: ``(k, n)`` nats."""
+    return d.log_px_z + log_standard_normal(d.z) - log_normal(d.z, d.mu, d.logvar)
 
 
 def iwae_bound(log_w: Tensor) -> Tensor:
@@ -160,20 +177,8 @@ class TrainingObjective:
         """Why ``config`` cannot train this objective, or None."""
         return None
 
-    def loss(
-        self,
-        module: VAEModule,
-        x: Tensor,
-        y: Tensor | None,
-        config: TrainConfig,
-        step: int = 0,
-        generator: torch.Generator | None = None,
-        eps: Tensor | None = None,
-    ) -> tuple[Tensor, ELBOTerms]:
-        """The scalar to minimise on minibatch x ``(m, d)`` at ``step``, and the batch's ELBO terms.
-
-        eps : optional ``(samples, m, J)`` noise (default: drawn from generator), see :func:`reparameterize`
-        """
+    def loss(self, d: Draw, config: TrainConfig, step: int = 0) -> tuple[Tensor, ELBOTerms]:
+        """The scalar to minimise on the minibatch drawn in ``d`` at ``step``, and its ELBO terms."""
         raise NotImplementedError
 
 
@@ -186,23 +191,13 @@ class ELBOObjective(TrainingObjective):
             return "free_bits needs the 'analytic' estimator (closed-form KL)"
         return None
 
-    def loss(
-        self,
-        module: VAEModule,
-        x: Tensor,
-        y: Tensor | None,
-        config: TrainConfig,
-        step: int = 0,
-        generator: torch.Generator | None = None,
-        eps: Tensor | None = None,
-    ) -> tuple[Tensor, ELBOTerms]:
+    def loss(self, d: Draw, config: TrainConfig, step: int = 0) -> tuple[Tensor, ELBOTerms]:
         beta = beta_at(step, config.beta, config.warmup_steps)
         if config.free_bits == 0:
-            terms = elbo(module, x, y, config.samples, config.estimator, generator, eps)
+            terms = elbo_terms(d, config.estimator)
             return terms.loss(beta), terms
-        mu, logvar, _, log_px_z = _draw(module, x, y, config.samples, generator, eps)
-        kl_per_dim = gaussian_kl(mu, logvar)  # (m, J)
-        terms = ELBOTerms(recon=log_px_z.mean(0), kl=kl_per_dim.sum(-1))
+        kl_per_dim = gaussian_kl(d.mu, d.logvar)  # (m, J)
+        terms = ELBOTerms(recon=d.log_px_z.mean(0), kl=kl_per_dim.sum(-1))
         return beta * free_bits_kl(kl_per_dim, config.free_bits) - terms.recon.mean(), terms
 
 
@@ -215,20 +210,8 @@ class IWAEObjective(TrainingObjective):
             return "objective 'iwae' needs beta 1, no warmup_steps, no free_bits and the 'analytic' estimator"
         return None
 
-    def loss(
-        self,
-        module: VAEModule,
-        x: Tensor,
-        y: Tensor | None,
-        config: TrainConfig,
-        step: int = 0,
-        generator: torch.Generator | None = None,
-        eps: Tensor | None = None,
-    ) -> tuple[Tensor, ELBOTerms]:
-        mu, logvar, z, log_px_z = _draw(module, x, y, config.samples, generator, eps)
-        terms = ELBOTerms(recon=log_px_z.mean(0), kl=gaussian_kl(mu, logvar).sum(-1))
-        log_w = log_px_z + log_standard_normal(z) - log_normal(z, mu, logvar)  # (k, m)
-        return -iwae_bound(log_w).mean(), terms
+    def loss(self, d: Draw, config: TrainConfig, step: int = 0) -> tuple[Tensor, ELBOTerms]:
+        return -iwae_bound(importance_log_weights(d)).mean(), elbo_terms(d, "analytic")
 
 
 #: the training objectives by name (``TrainConfig.objective``)
@@ -244,5 +227,10 @@ def training_loss(
     generator: torch.Generator | None = None,
     eps: Tensor | None = None,
 ) -> tuple[Tensor, ELBOTerms]:
-    """The loss of the registered objective ``config.objective`` (see :meth:`TrainingObjective.loss`)."""
-    return OBJECTIVES[config.objective].loss(module, x, y, config, step, generator, eps)
+    """The loss of the registered objective ``config.objective`` on minibatch x ``(m, d)`` at
+    ``step`` (see :meth:`TrainingObjective.loss`), and the batch's ELBO terms.
+
+    eps : optional ``(samples, m, J)`` noise (default: drawn from generator), see :func:`reparameterize`
+    """
+    d = draw(module, x, y, config.samples, generator, eps)
+    return OBJECTIVES[config.objective].loss(d, config, step)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -32,6 +32,7 @@ from torch import Tensor
 from vaekit import checkpoint, storage
 from vaekit.errors import VaekitError
 from vaekit.evaluate import importance_log_likelihoods, module_device
+from vaekit.networks import check_architecture
 
 if TYPE_CHECKING:
     from vaekit.estimator import VAE
@@ -85,6 +86,16 @@ def latent_run(latent_dim: int) -> str:
 def digest(x: Tensor) -> str:
     """SHA-256 of training rows ``(n, d)``: what a run records to know its data again."""
     return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()
+
+
+class ModelRecord(NamedTuple):
+    """What config.json says of a model: its arguments, input width and shape, conditions, data."""
+
+    params: dict[str, Any]  # the constructor arguments of vaekit.VAE
+    n_features_in: int
+    image_shape: tuple[int, ...] | None  # (C, H, W) of image rows
+    cond: tuple[int, int | None]  # (cond_dim, n_classes) of a conditional model, else (0, None)
+    source: dict[str, Any] | None  # the data record
 
 
 class Run:
@@ -198,8 +209,33 @@ class Run:
     def read_json(self, name: str) -> Any:
         return storage.read_json(self.path(name))
 
-    def write_weights(self, state: dict[str, Tensor]) -> None:
+    def write_model(self, state: dict[str, Tensor], record: dict[str, Any]) -> None:
+        """A model's weights and config (:meth:`vaekit.VAE.config_record`), in a folder made if need be."""
+        storage.make_folder(self.folder)
         storage.save_tensors(self.path(WEIGHTS), state)
+        self.write_config(record)
+
+    def read_model_config(self) -> ModelRecord:
+        """The model record of config.json, checked: what :meth:`vaekit.VAE.load` rebuilds from.
+
+        A user's architecture must be registered again (its module imported) to be rebuilt; a
+        model trained on a GPU is loaded for the CPU where there is none.
+        """
+        where, config = self.path(CONFIG), self.read_config()
+        try:
+            params = {**config["params"], "hidden": tuple(config["params"]["hidden"])}
+            check_architecture(params["arch"], params.get("arch_options"))
+            if params.get("device") == "cuda" and not torch.cuda.is_available():
+                params["device"] = "cpu"
+            shape = config.get("image_shape")
+            cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
+            return ModelRecord(
+                params, config["n_features_in"], tuple(shape) if shape else None, cond, config.get("source")
+            )
+        except VaekitError as e:
+            raise VaekitError(f"{where}: {e}") from e
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise VaekitError(f"{where}: not a vaekit model config ({e})") from e
 
     def read_weights(self) -> dict[str, Tensor]:
         return storage.load_tensors(self.path(WEIGHTS))
