@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vaekit import checkpoint, export, parallel, plots, reproduce, runs, storage, tensorboard
+from vaekit.conditions import label_index
 from vaekit.config import CONDITIONAL_LATENT_DIM, SPLIT_SEED, ModelConfig, TrainConfig, choices_of
 from vaekit.data import DATASETS, data_spec, load_data, load_rows
 from vaekit.errors import VaekitError
@@ -196,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
         help="number of samples; a conditional run without --label draws "
         "one row per class of n // classes each (default: 64)",
     )
-    p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
+    p.add_argument("--label", help="class label to condition on, by number or name (conditional runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--draw", action="store_true", help="draw the pixels x ~ p(x|z) too (default: the decoder's mean)"
@@ -264,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help="decoder means of latents from a .npy file, saved as .npy")
     p.add_argument("run", type=Path)
     p.add_argument("--latents", type=Path, required=True)
-    p.add_argument("--label", type=int, help="class label to condition on (conditional runs)")
+    p.add_argument("--label", help="class label to condition on, by number or name (conditional runs)")
     p.add_argument("-o", "--out", type=Path, default=Path("x.npy"), help=_OUT_HELP)
 
     p = sub.add_parser("export", help="write the encoder and decoder as ONNX or TorchScript files")
@@ -399,7 +400,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _require_images(vae, args.run)
     if vae.conditional and vae.n_classes_ is None:
         raise VaekitError(f"{args.run}: conditioned on vectors, not labels; use the Python API to sample")
-    grid = plots.sample_grid(vae, args.n, args.seed, args.label, mean=not args.draw)
+    label = _label(vae, args.label)
+    grid = plots.sample_grid(vae, args.n, args.seed, label, mean=not args.draw)
     print(plots.save_png(grid, args.out))
 
 
@@ -430,9 +432,19 @@ def cmd_decode(args: argparse.Namespace) -> None:
         raise VaekitError(f"{args.latents}: not a readable .npy file ({e})") from e
     if vae.conditional != (args.label is not None):
         raise VaekitError(f"{args.run}: pass --label exactly when the run is conditional")
-    x = vae.inverse_transform(z, args.label)
+    x = vae.inverse_transform(z, _label(vae, args.label))
     _write_npy(args.out, x)
     print(f"{args.out}: {x.shape[0]} decoded examples of size {x.shape[1]}")
+
+
+def _label(vae: VAE, label: str | None) -> int | None:
+    """``--label``, by name (the run's class names) or number."""
+    return None if label is None else label_index(label, _classes(vae), vae.n_classes_)
+
+
+def _classes(vae: VAE) -> list[str] | None:
+    """The names of the run's class labels (an image folder's sub-folders), if it has them."""
+    return (vae.source_ or {}).get("classes")
 
 
 def _run_resize(vae: VAE) -> tuple[int, int] | None:
@@ -516,7 +528,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
             if len(x) < 2:
                 raise VaekitError(f"scatter needs at least 2 test examples, {spec} has {len(x)}")
             classes = classes if classes is not None and classes.ndim == 1 else None  # colour by class only
-            plots.latent_scatter(vae.transform(x, y), classes, out)
+            plots.latent_scatter(vae.transform(x, y), classes, out, names=_classes(vae))
             path = out
         else:
             shape = _require_images(vae, args.run)

@@ -7,6 +7,7 @@ A model's condition setup is ``(cond_dim, n_classes)``: labels give
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -69,3 +70,18 @@ def as_condition(y: Any, n: int, cond_dim: int, n_classes: int | None, what: str
             "(with partial_fit, pass classes= on the first call)"
         )
     return torch.nn.functional.one_hot(torch.from_numpy(labels), n_classes).float()
+
+
+def label_index(label: str | int, classes: Sequence[str] | None, n_classes: int | None) -> int:
+    """A class label given by its name (one of ``classes``, as an image folder's sub-folders name
+    them) or its number 0..n_classes-1."""
+    if classes and str(label) in classes:
+        return list(classes).index(str(label))
+    try:
+        k = int(label)
+    except ValueError:
+        names = f"one of {list(classes)} or " if classes else ""
+        raise VaekitError(f"label {label!r}: expected {names}a number") from None
+    if n_classes is not None and not 0 <= k < n_classes:
+        raise VaekitError(f"label {k}: the model has classes 0..{n_classes - 1}")
+    return k

@@ -88,6 +88,7 @@ class Data:
     image_shape: tuple[int, int, int] | None
     source: str
     levels: int | None = None
+    classes: tuple[str, ...] | None = None  # the name of each class label (an image folder's sub-folders)
 
     def describe(self) -> str:
         """One line: sizes, shape and value range, for the user to check before training."""
@@ -98,7 +99,12 @@ class Data:
         elif self.y_train.ndim == 2:
             labels = f", condition vectors of width {self.y_train.shape[1]}"
         else:
-            labels = f", {int(self.y_train.max()) + 1} classes"
+            named = (
+                f" ({', '.join(self.classes[:10])}{', ...' * (len(self.classes) > 10)})"
+                if self.classes
+                else ""
+            )
+            labels = f", {int(self.y_train.max()) + 1} classes{named}"
         return (
             f"{self.source}: {len(self.x_train)} train / {len(self.x_test)} test examples "
             f"of shape {shape}, values in [{lo:.3g}, {hi:.3g}]{labels}"
@@ -379,7 +385,7 @@ def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np
     Returns float32 pixels in [0, 1], (N, H, W) when every image is grey, else (N, H, W, 3) RGB,
     each image scaled by its own bit depth (255 for 8-bit, 65535 for 16-bit), and (N,) labels or None.
     """
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _image_files(folder)
     if not files:
         raise VaekitError(f"{folder}: holds no .png or .jpg images")
     # one image decoded at a time, resized before the next: memory holds the resized images and one
@@ -405,6 +411,26 @@ def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np
     classes = sorted({p.parent for p in files})
     y = np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
     return x, y
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The PNG/JPEG files below ``folder``, sorted, without hidden entries (``.ipynb_checkpoints``...)."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def class_names(folder: str | Path) -> tuple[str, ...] | None:
+    """The class names of an image folder's labels (label k is the k-th name): its sub-folders'
+    paths, when the images lie in more than one; None for a single folder or for a file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    classes = sorted({p.parent for p in _image_files(folder)})
+    return tuple(str(c.relative_to(folder)) for c in classes) if len(classes) > 1 else None
 
 
 def _split(
@@ -536,7 +562,7 @@ def load_file(path: str | Path, resize: tuple[int, int] | None = None, seed: int
         return found
     rows, labels, shape = found
     x_train, x_test, y_train, y_test = _split(rows, labels, seed, path)
-    return Data(x_train, x_test, y_train, y_test, shape, str(path))
+    return Data(x_train, x_test, y_train, y_test, shape, str(path), classes=class_names(path))
 
 
 def _npz_conditions(y: np.ndarray, n: int, where: str) -> Tensor:

@@ -136,6 +136,7 @@ class Explorer:
             "image_shape": list(self.shape),
             "conditional": bool(self.cond_dim),
             "n_classes": self.n_classes,
+            "classes": (vae.source_ or {}).get("classes"),  # the labels' names (an image folder's)
             "cond_dim": self.cond_dim,
             "n_points": len(self.x),
             "kl_per_dim": kl.tolist(),

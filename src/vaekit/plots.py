@@ -186,11 +186,17 @@ def _save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def latent_scatter(
-    z: np.ndarray, labels: np.ndarray | None, path: str | Path, title: str | None = None
+    z: np.ndarray,
+    labels: np.ndarray | None,
+    path: str | Path,
+    title: str | None = None,
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Scatter of posterior means z ``(m, J)`` coloured by label; returns the plotted ``(m, 2)``.
 
-    A 2-D latent is drawn as it is; a larger one by its first two principal components.
+    A 2-D latent is drawn as it is; a larger one by its first two principal components. The
+    legend has one entry per class: its name (``names[label]``, e.g. an image folder's
+    sub-folder) or its number.
     title : names the run (:func:`run_title`)
     """
     if z.shape[1] < 2:
@@ -201,8 +207,12 @@ def latent_scatter(
     if labels is None:  # one colour (a colour map with no values to map only draws a warning)
         ax.scatter(coords[:, 0], coords[:, 1], s=4, alpha=0.7)
     else:
-        points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
-        fig.colorbar(points, ax=ax, label="label")
+        colours = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
+        for k in np.unique(labels):
+            name = names[k] if names is not None and 0 <= k < len(names) else str(k)
+            rows = labels == k
+            ax.scatter(coords[rows, 0], coords[rows, 1], s=4, alpha=0.7, color=colours(k % 20), label=name)
+        ax.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), title="class")
     names = ("z_1", "z_2") if z.shape[1] == 2 else ("principal component 1", "principal component 2")
     ax.set_xlabel(f"{names[0]} of E_q[z|x]")
     ax.set_ylabel(f"{names[1]} of E_q[z|x]")

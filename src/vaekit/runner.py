@@ -52,6 +52,8 @@ def train_into(
     that fails before its first checkpoint leaves no folder it created behind.
     """
     name = source["data"]
+    if data.classes:  # the run knows its labels by name: vaekit sample --label NAME, legends
+        source["classes"] = list(data.classes)
     try:
         if run is not None:
             run.check_data(source, data.x_train)
