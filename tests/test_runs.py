@@ -192,3 +192,93 @@ def test_a_killed_evaluation_keeps_its_finished_examples(tmp_path, mnist, monkey
     passes.clear()
     run.importance_estimates(vae.module_, x, None, (900, 90), seed=5)
     assert sum(passes) == len(x)
+
+
+def test_successive_samples_are_new_draws_and_a_seed_repeats_them(tmp_path, mnist):
+    vae = VAE(epochs=1, **SMALL).fit(mnist.x_train[:200])
+    vae.save(tmp_path)
+    first, second = vae.sample(4), vae.sample(4)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(vae.sample(4, seed=9), vae.sample(4, seed=9))
+    again = VAE.load(tmp_path)  # a loaded model draws the same sequence
+    np.testing.assert_array_equal(again.sample(4), first)
+    np.testing.assert_array_equal(again.sample(4), second)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".png", ".txt"])
+def test_encode_and_decode_write_what_their_file_names_say(tmp_path, mnist_subset, suffix, capsys):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(mnist_subset),
+                "--epochs",
+                "1",
+                "--hidden",
+                "16",
+                "--latent-dim",
+                "2",
+                "--quiet",
+                "-o",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    z_out, x_out = tmp_path / "new" / f"z{suffix}", tmp_path / "new" / f"x{suffix}"  # a new folder too
+    code = main(["encode", str(run), "--data", str(mnist_subset), "-o", str(z_out)])
+    if suffix in (".txt", ".png"):  # latents are no picture
+        assert code == 2 and "unknown output type" in capsys.readouterr().err and not z_out.exists()
+        z_out = tmp_path / "z.npy"
+        assert main(["encode", str(run), "--data", str(mnist_subset), "-o", str(z_out)]) == 0
+    z = VAE.load(run).transform(np.load(mnist_subset)["x_test"])
+    if suffix == ".csv":
+        lines = z_out.read_text().splitlines()
+        assert lines[0] == "z1,z2" and np.allclose(np.loadtxt(z_out, delimiter=",", skiprows=1), z, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(np.load(z_out), z)
+    np.save(tmp_path / "latents.npy", z[:10])
+    code = main(["decode", str(run), "--latents", str(tmp_path / "latents.npy"), "-o", str(x_out)])
+    x = VAE.load(run).inverse_transform(z[:10])
+    if suffix == ".txt":
+        assert code == 2 and "['.npy', '.csv', '.png']" in capsys.readouterr().err
+    elif suffix == ".png":
+        from PIL import Image
+
+        with Image.open(x_out) as im:
+            assert im.format == "PNG" and im.width > 8 * 28  # a grid of 8 decoded images a row
+    elif suffix == ".csv":
+        assert np.allclose(np.loadtxt(x_out, delimiter=",", skiprows=1), x, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(np.load(x_out), x)
+
+
+def test_eval_of_other_data_keeps_the_runs_own_numbers(tmp_path, mnist_subset, capsys):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(mnist_subset),
+                "--epochs",
+                "1",
+                "--hidden",
+                "16",
+                "--quiet",
+                "-o",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    assert main(["eval", str(run), "--k", "5", "-n", "20", "--quiet"]) == 0
+    own = json.loads((run / runs.EVAL).read_text())
+    assert main(["eval", str(run), "--data", "mnist", "--k", "5", "-n", "20", "--quiet"]) == 0
+    assert json.loads((run / runs.EVAL).read_text()) == own  # untouched
+    other = json.loads((run / runs.eval_file("mnist")).read_text())
+    assert other["data"] == "mnist" and other["n"] == 20
+    capsys.readouterr()
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"vaekit {vaekit.__version__}"

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vaekit import checkpoint, export, parallel, plots, reproduce, runs, storage, tensorboard
+from vaekit import __version__, checkpoint, export, parallel, plots, reproduce, runs, storage, tensorboard
 from vaekit.conditions import label_index
 from vaekit.config import CONDITIONAL_LATENT_DIM, SPLIT_SEED, ModelConfig, TrainConfig, choices_of
 from vaekit.data import DATASETS, data_spec, load_data, load_rows
@@ -164,6 +164,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vaekit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a VAE and write a run folder")
@@ -210,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_count, default=32, help="number of inputs shown (default: 32)")
     p.add_argument("-o", "--out", type=Path, default=Path(runs.RECONSTRUCTIONS), help=_OUT_HELP)
 
-    p = sub.add_parser("encode", help="posterior means of data, saved as .npy")
+    p = sub.add_parser("encode", help="posterior means of data, saved as .npy or .csv (by -o's suffix)")
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True)
     p.add_argument("-o", "--out", type=Path, default=Path("z.npy"), help=_OUT_HELP)
@@ -220,6 +221,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data set or file whose test split is used (default: the run's data)")
     p.add_argument("--k", type=_count, default=5000, help="importance samples per example (default: 5000)")
     p.add_argument("-n", type=_count, help="evaluate only the first n test examples")
+    p.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help=f"JSON to write (default: RUN/{runs.EVAL}, or RUN/{runs.eval_file('DATA')} for other --data)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("reproduce", help="rerun a paper's MNIST experiment into a run folder")
@@ -262,7 +269,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_count, help="score only the first n examples")
     p.add_argument("-o", "--out", type=Path, default=Path("scores.csv"), help=_OUT_HELP)
 
-    p = sub.add_parser("decode", help="decoder means of latents from a .npy file, saved as .npy")
+    p = sub.add_parser(
+        "decode",
+        help="decoder means of latents from a .npy file, saved as .npy, .csv or (images) a .png grid",
+    )
     p.add_argument("run", type=Path)
     p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--label", help="class label to condition on, by number or name (conditional runs)")
@@ -389,10 +399,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_npy(path: Path, array: np.ndarray) -> None:
+def _npy(array: np.ndarray, column: str) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
-    storage.atomic_write(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _csv(array: np.ndarray, column: str) -> bytes:
+    """One row per example, comma-separated, under a header naming the columns column1, column2..."""
+    header = ",".join(f"{column}{j + 1}" for j in range(array.shape[1]))
+    return (header + "\n" + "".join(",".join(f"{v:.7g}" for v in row) + "\n" for row in array)).encode()
+
+
+#: how ``encode`` and ``decode`` write an array ``(n, d)``, by the output's suffix
+ARRAY_FORMATS = {".npy": _npy, ".csv": _csv}
+
+
+def _write_array(
+    path: Path, array: np.ndarray, column: str, image_shape: tuple[int, ...] | None = None
+) -> None:
+    """Write rows by the file's suffix: .npy, .csv (columns named ``column`` 1, 2...), or (image
+    rows) .png as a grid of 8 a row."""
+    suffix = path.suffix.lower()
+    if suffix == ".png" and image_shape is not None:
+        plots.save_png(plots.image_grid(array, image_shape, min(8, len(array))), path)
+        return
+    if suffix not in ARRAY_FORMATS:
+        kinds = [*ARRAY_FORMATS, *([".png"] if image_shape is not None else [])]
+        raise VaekitError(f"{path}: unknown output type {suffix or '(none)'}; write one of {kinds}")
+    storage.atomic_write(path, ARRAY_FORMATS[suffix](array, column))
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -418,7 +453,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     x, y, _ = load_rows(args.data, _run_resize(vae))
     z = vae.transform(vae.check_data(x, what=args.data), labels(vae, y, args.data))
-    _write_npy(args.out, z)
+    _write_array(args.out, z, "z")
     print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
 
 
@@ -433,7 +468,7 @@ def cmd_decode(args: argparse.Namespace) -> None:
     if vae.conditional != (args.label is not None):
         raise VaekitError(f"{args.run}: pass --label exactly when the run is conditional")
     x = vae.inverse_transform(z, _label(vae, args.label))
-    _write_npy(args.out, x)
+    _write_array(args.out, x, "x", vae.image_shape_)
     print(f"{args.out}: {x.shape[0]} decoded examples of size {x.shape[1]}")
 
 
@@ -482,12 +517,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     x, y, spec, levels = _test_split(vae, args.data)
     x, y = _targets(vae, x, y, args.n, spec)
     result = {"data": spec, **vae.evaluate(x, y, args.k, not args.quiet, args.run, levels)}
-    run = Run(args.run)
+    own = args.data is None or data_spec(args.data) == (vae.source_ or {}).get("data")
+    out = args.out or Run(args.run).path(runs.eval_file(None if own else spec))
     try:
-        run.write_json(runs.EVAL, result)
+        storage.write_json(out, result)
     finally:  # the figures are shown even when the run folder cannot take the result
         print(eval_table(result, vae.samples))
-    print(f"{len(x)} test examples of {spec}; written to {run.path(runs.EVAL)}")
+    print(f"{len(x)} test examples of {spec}; written to {out}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:

@@ -30,9 +30,10 @@ Device = Literal["cpu", "cuda", "auto"]
 MAX_SEED = 2**62  # seeds (plus the offsets below) must fit torch's 64-bit generator
 
 #: the random streams of a run, each seeded by the run's seed plus its offset: the held-out split
-#: of a data file, the one draw of binarize='static', the one draw binarizing held-out data, and the
-#: draw binarizing the train digits on which ``reproduce kingma2013`` evaluates its train bound
-SPLIT_SEED, STATIC_BINARIZATION_SEED, EVAL_BINARIZATION_SEED, TRAIN_BOUND_SEED = 0, 1, 2, 3
+#: of a data file, the one draw of binarize='static', the one draw binarizing held-out data, the
+#: draw binarizing the train digits on which ``reproduce kingma2013`` evaluates its train bound, and
+#: (with the number of earlier calls) the draws of ``VAE.sample`` without a seed
+SPLIT_SEED, STATIC_BINARIZATION_SEED, EVAL_BINARIZATION_SEED, TRAIN_BOUND_SEED, SAMPLE_SEED = 0, 1, 2, 3, 4
 
 #: which registry the choices of a string field come from
 REGISTRIES: dict[str, Mapping[str, object]] = {

@@ -404,7 +404,8 @@ def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np
     sizes = {im.size for im in images}
     if len(sizes) > 1:
         raise VaekitError(
-            f"{folder}: images have {len(sizes)} different sizes {sorted(sizes)[:3]}...; "
+            f"{folder}: images have {len(sizes)} different sizes "
+            f"{sorted(f'{h}x{w}' for w, h in sizes)[:3]} (HxW)...; "
             "pass --resize HxW to resize them"
         )
     x = np.stack([_pixels(im, colour) for im in images])

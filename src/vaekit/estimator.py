@@ -16,6 +16,7 @@ from vaekit import __version__, checkpoint, inputs, runs, storage
 from vaekit.conditions import as_condition, condition_setup
 from vaekit.config import (
     EVAL_BINARIZATION_SEED,
+    SAMPLE_SEED,
     STATIC_BINARIZATION_SEED,
     Binarize,
     Device,
@@ -301,11 +302,19 @@ class VAE:
     ) -> np.ndarray:
         """Decoder means for n draws z ~ N(0, I) from the prior: ``(n, d)``.
 
+        seed : reproduces the draws; None (default): each call draws new ones (the model's
+            seed and the number of earlier calls seed them, so a saved model's sequence repeats)
         y : the condition of a conditional model: one label for all n, or ``(n,)`` labels / ``(n, c)`` vectors
         mean : False draws the pixels too, x ~ p(x|z) (e.g. 0/1 pixels of a Bernoulli decoder)
         """
         module = self._check_fitted()
-        seed = self.seed if seed is None else inputs.seed(seed)
+        if seed is None:
+            calls = self.__dict__.get("_sample_calls", 0)
+            self._sample_calls = calls + 1
+            seed = int(
+                np.random.SeedSequence([self.seed, SAMPLE_SEED, calls]).generate_state(1, np.uint64)[0] >> 2
+            )
+        seed = inputs.seed(seed)
         z = torch.randn(
             inputs.count(n, "n"), module.latent_dim, generator=torch.Generator().manual_seed(seed)
         )

@@ -73,6 +73,12 @@ FILES = (
 EVAL_SAVES, EVAL_SAVE_SECONDS = 20, 20.0
 
 
+def eval_file(data: str | None = None) -> str:
+    """Where ``vaekit eval`` writes: eval.json for the run's own data, else a file named for ``data``
+    (``--data fashion-mnist``: eval-fashion-mnist.json), so that the run's own numbers stay."""
+    return EVAL if data is None else f"{Path(EVAL).stem}-{Path(data).stem}{Path(EVAL).suffix}"
+
+
 def plot_file(kind: str) -> str:
     """The file ``vaekit plot KIND`` writes into the run folder by default."""
     return f"{kind}.png"
@@ -157,7 +163,7 @@ class Run:
         for sub in [*self.folder.glob(latent_run(0).replace("0", "*")), self.path(TENSORBOARD)]:
             if sub.is_dir() and not sub.is_symlink():
                 shutil.rmtree(sub)
-        for path in self.folder.glob(plot_file("*")):
+        for path in [*self.folder.glob(plot_file("*")), *self.folder.glob(eval_file("*"))]:
             path.unlink()
         self.remove_temporaries()
 

@@ -40,6 +40,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     The new file has mode 0o666 less the process's umask, as ``open(path, "wb")`` would give.
     """
     path = Path(path)
+    if not path.parent.exists():  # an output in a new folder (-o out/x.png): made, as train -o makes its
+        make_folder(path.parent)
     # not tempfile.mkstemp, whose file is always 0o600: a file created by os.open gets
     # 0o666 & ~umask from the kernel, with no racy os.umask() read-and-restore; O_EXCL
     # refuses an existing file or link, and the name is random as mkstemp's is
