@@ -205,21 +205,19 @@ def test_successive_samples_are_new_draws_and_a_seed_repeats_them(tmp_path, mnis
     np.testing.assert_array_equal(again.sample(4), second)
 
 
-@pytest.mark.parametrize("suffix", [".npy", ".csv", ".png", ".txt"])
-def test_encode_and_decode_write_what_their_file_names_say(tmp_path, mnist_subset, suffix, capsys):
-    run = tmp_path / "run"
+def _small_run(run, data, *flags):
+    """A 1-epoch `vaekit train` run on ``data`` with a 16-unit hidden layer; returns its folder."""
     assert (
         main(
             [
                 "train",
                 "--data",
-                str(mnist_subset),
+                str(data),
                 "--epochs",
                 "1",
                 "--hidden",
                 "16",
-                "--latent-dim",
-                "2",
+                *flags,
                 "--quiet",
                 "-o",
                 str(run),
@@ -227,6 +225,12 @@ def test_encode_and_decode_write_what_their_file_names_say(tmp_path, mnist_subse
         )
         == 0
     )
+    return run
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".png", ".txt"])
+def test_encode_and_decode_write_what_their_file_names_say(tmp_path, mnist_subset, suffix, capsys):
+    run = _small_run(tmp_path / "run", mnist_subset, "--latent-dim", "2")
     z_out, x_out = tmp_path / "new" / f"z{suffix}", tmp_path / "new" / f"x{suffix}"  # a new folder too
     code = main(["encode", str(run), "--data", str(mnist_subset), "-o", str(z_out)])
     if suffix in (".txt", ".png"):  # latents are no picture
@@ -256,24 +260,7 @@ def test_encode_and_decode_write_what_their_file_names_say(tmp_path, mnist_subse
 
 
 def test_eval_of_other_data_keeps_the_runs_own_numbers(tmp_path, mnist_subset, capsys):
-    run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(mnist_subset),
-                "--epochs",
-                "1",
-                "--hidden",
-                "16",
-                "--quiet",
-                "-o",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    run = _small_run(tmp_path / "run", mnist_subset)
     assert main(["eval", str(run), "--k", "5", "-n", "20", "--quiet"]) == 0
     own = json.loads((run / runs.EVAL).read_text())
     assert main(["eval", str(run), "--data", "mnist", "--k", "5", "-n", "20", "--quiet"]) == 0
