@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaekit import VAE
+from vaekit import VAE, plots
 from vaekit.cli import main
 from vaekit.plots import (
     PAD,
     SCALE,
+    TITLE_BAND,
     curve_series,
     image_grid,
     latent_scatter,
@@ -56,8 +57,8 @@ def run2d(tmp_path_factory, labelled):
 
 
 def _tiles(path, n, side=28):
-    """The n 28x28 tiles of a one-row image_grid PNG, as floats in [0, 1]."""
-    canvas = np.asarray(Image.open(path), dtype=np.float32)[::SCALE, ::SCALE] / 255
+    """The n 28x28 tiles of a one-row image_grid PNG under its title band, as floats in [0, 1]."""
+    canvas = np.asarray(Image.open(path), dtype=np.float32)[TITLE_BAND:][::SCALE, ::SCALE] / 255
     return np.stack(
         [canvas[PAD : PAD + side, PAD + i * (side + PAD) :][:, :side].reshape(-1) for i in range(n)]
     )
@@ -101,7 +102,8 @@ def test_manifold_command_draws_the_figure_4_grid(run2d, tmp_path, capsys):
     png = tmp_path / "m.png"
     assert main(["plot", "manifold", str(run2d), "-o", str(png)]) == 0
     expected = image_grid(VAE.load(run2d).inverse_transform(manifold_latents(20)), (1, 28, 28), 20)
-    np.testing.assert_array_equal(np.asarray(Image.open(png)), np.asarray(expected))
+    grid = np.asarray(Image.open(png))[TITLE_BAND:]  # under the title, at the left edge
+    np.testing.assert_array_equal(grid[:, : expected.width], np.asarray(expected))
 
 
 def test_principal_components_match_numpy_eigendecomposition():
@@ -151,3 +153,19 @@ def test_plot_errors_are_one_line(run2d, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("vaekit: error:") and message in err and "\n" not in err
+
+
+def test_every_plot_kind_is_titled_with_the_run(run2d, tmp_path):
+    """vaekit plot's PNGs carry the run's title (data, model, epochs) as their Title text."""
+    title = plots.run_title(VAE.load(run2d))
+    assert "labelled.npz" in title and "4 epochs" in title
+    for kind, what in [
+        ("curves", ""),
+        ("manifold", "latent manifold"),
+        ("scatter", "posterior means of"),
+        ("interpolate", "interpolation 0 to 1"),
+    ]:
+        out = tmp_path / f"{kind}.png"
+        assert main(["plot", kind, str(run2d), "-o", str(out)]) == 0
+        with Image.open(out) as im:
+            assert im.text["Title"].startswith(what) and im.text["Title"].endswith(title), kind

@@ -152,6 +152,7 @@ def test_kingma2013_draws_figure_2_from_its_runs(tmp_path, mnist_subset):
         )
     with Image.open(run / "figure2.png") as im:
         assert im.width > 1.5 * im.height  # two panels side by side
+        assert im.text["Title"].endswith("784-500-J tanh MLP VAE, Adagrad, 2 epochs per latent size")
 
 
 def test_reproduce_bad_budget_is_one_line_and_creates_nothing(tmp_path, capsys):

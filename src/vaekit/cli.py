@@ -550,11 +550,13 @@ def cmd_plot(args: argparse.Namespace) -> None:
     run = Run(args.run)
     out = args.out or run.path(runs.plot_file(args.kind))
     if args.kind == "curves":  # from the metrics alone: an interrupted run has no model yet
-        print(plots.training_curves(run.read_metrics(), out))
+        title = plots.run_title(VAE.load(args.run)) if run.has(runs.WEIGHTS) else f"{run.folder} (unfinished)"
+        print(plots.training_curves(run.read_metrics(), out, title))
         return
     vae = VAE.load(args.run)
     if args.kind == "manifold":
-        path = plots.save_png(plots.manifold_picture(vae, _require_images(vae, args.run)), out)
+        picture = plots.manifold_picture(vae, _require_images(vae, args.run))
+        path = plots.save_png(plots.titled(picture, plots.run_title(vae, "latent manifold")), out)
     else:
         x, y, spec, _ = _test_split(vae, args.data)
         classes = None if y is None else y[: args.n].numpy()
@@ -564,7 +566,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
             if len(x) < 2:
                 raise VaekitError(f"scatter needs at least 2 test examples, {spec} has {len(x)}")
             classes = classes if classes is not None and classes.ndim == 1 else None  # colour by class only
-            plots.latent_scatter(vae.transform(x, y), classes, out, names=_classes(vae))
+            title = plots.run_title(vae, f"posterior means of {Path(spec).name}")
+            plots.latent_scatter(vae.transform(x, y), classes, out, title, _classes(vae))
             path = out
         else:
             shape = _require_images(vae, args.run)
@@ -574,7 +577,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
             if not (0 <= i < len(x) and 0 <= j < len(x)) or args.steps < 2:
                 raise VaekitError(f"--pair must index the {len(x)} test rows and --steps be at least 2")
             strip = plots.interpolation(vae, x[i].numpy(), x[j].numpy(), args.steps)
-            path = plots.save_png(plots.image_grid(strip, shape, len(strip)), out)
+            title = plots.run_title(vae, f"interpolation {i} to {j}")
+            path = plots.save_png(plots.titled(plots.image_grid(strip, shape, len(strip)), title), out)
     print(path)
 
 

@@ -178,8 +178,10 @@ def _pyplot() -> Any:
 
 
 def _save_figure(fig: Figure, path: str | Path) -> Path:
+    """``fig`` as a PNG whose standard ``Title`` text is the figure's title (as :func:`titled` keeps it)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    title = fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "")
+    fig.savefig(buffer, format="png", metadata={"Title": title})
     _pyplot().close(fig)
     atomic_write(Path(path), buffer.getvalue())
     return Path(path)

@@ -346,7 +346,11 @@ def kingma2013(
             "test": [row["test_elbo"] for row in vae.history_],
         }
         _record(run, {**record, "status": f"latent size {latent} done"})
-    figure = plots.lower_bound_panels(curves, run.path(FIGURE2))
+    title = (
+        f"{plots.FIGURE2_TITLE}\n{data.source}, 784-500-J tanh MLP VAE, Adagrad, "
+        f"{record['epochs_per_latent']} epochs per latent size"
+    )
+    figure = plots.lower_bound_panels(curves, run.path(FIGURE2), title)
     run.write_json(FIGURE2_DATA, curves)
     _record(run, {**record, "status": "done"})
     for title, c in curves.items():
