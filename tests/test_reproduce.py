@@ -18,7 +18,16 @@ from vaekit.cli import main
 from vaekit.config import TrainConfig
 from vaekit.data import load_data
 from vaekit.optim import burda_stage, scheduled_lr
-from vaekit.reproduce import KINGMA_LATENTS, Budget, Settings, _epochs_within, kingma2013, parse_budget
+from vaekit.reproduce import (
+    BURDA_TABLE,
+    KINGMA_LATENTS,
+    Budget,
+    Cell,
+    Settings,
+    _epochs_within,
+    kingma2013,
+    parse_budget,
+)
 from vaekit.runs import Run
 
 #: Burda et al. (2015): stage i ends after 1 + 3 + ... + 3^i epochs, at learning rate 1e-3 * 10^(-i/7)
@@ -283,3 +292,49 @@ def test_a_shortened_evaluation_is_marked_and_a_minutes_budget_covers_it(tmp_pat
     )
     record = json.loads((tmp_path / "m" / "reproduce.json").read_text())
     assert record["eval_n"] < 200 and record["shortened"] and record["epochs"] >= 1
+
+
+def test_burda2015_table_trains_each_cell_beside_the_paper_and_resumes_past_finished_cells(
+    tmp_path, mnist_subset, capsys
+):
+    """--table --layers 1: the five one-layer cells of Table 1 (VAE k = 1, 5, 50; IWAE k = 5, 50)."""
+    argv = ["burda2015", "--table", "--layers", "1", "--budget", "1", "--eval-n", "30", "--eval-k", "20"]
+    argv += ["--data", str(mnist_subset), "-o", str(tmp_path / "t")]
+    out = _reproduce(capsys, *argv)
+    table = json.loads((tmp_path / "t" / "table.json").read_text())
+    assert list(table) == [str(c) for c in BURDA_TABLE if c.layers == 1]
+    assert [row["paper_test_nll"] for row in table.values()] == [86.76, 86.47, 86.35, 85.54, 84.78]
+    for cell in (c for c in BURDA_TABLE if c.layers == 1):
+        sub = tmp_path / "t" / f"layers-1-{cell.objective}-k{cell.samples}"
+        params = json.loads((sub / "config.json").read_text())["params"]
+        assert (params["objective"], params["samples"]) == (cell.objective, cell.samples)
+        row, result = table[str(cell)], json.loads((sub / "eval.json").read_text())
+        assert row["test_nll"] == -result["log_px"] and result["k"] == 20 and result["n"] == 30
+        assert row["shortened"] and f"{row['test_nll']:.2f} ± {row['test_nll_sem']:.2f}" in out
+        assert f"{row['paper_test_nll']:.2f}" in out
+    # a resumed table keeps its finished cells: nothing is retrained, the table is the same
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "t").glob("*/model.safetensors")}
+    _reproduce(capsys, *argv, "--resume")
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((tmp_path / "t" / "table.json").read_text()) == table
+
+
+def test_burda2015_cell_flags_are_checked_and_old_records_resume(tmp_path, mnist_subset, capsys):
+    assert Cell(1, "iwae", 1).paper_nll == 86.76  # the IWAE bound with k = 1 is the ELBO
+    for argv, message in [
+        (["kingma2013", "--samples", "5"], "--samples: burda2015 only"),
+        (["burda2015", "--table", "--samples", "5"], "leave out --objective and --samples"),
+    ]:
+        assert main(["reproduce", *argv, "-o", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err
+    # a run recorded before the cell's settings existed resumes as the default cell
+    argv = ["burda2015", "--budget", "1", "--eval-n", "10", "--eval-k", "5", "--data", str(mnist_subset)]
+    _reproduce(capsys, *argv, "-o", str(tmp_path / "old"))
+    path = tmp_path / "old" / "reproduce.json"
+    record = json.loads(path.read_text())
+    for key in ("layers", "objective", "samples", "table"):
+        del record["settings"][key]
+    path.write_text(json.dumps(record))
+    assert "test NLL" in _reproduce(capsys, *argv, "-o", str(tmp_path / "old"), "--resume")
+    assert main(["reproduce", *argv, "--samples", "5", "-o", str(tmp_path / "old"), "--resume"]) == 2
+    assert "resume with the same command" in capsys.readouterr().err

@@ -241,6 +241,24 @@ def _parser() -> argparse.ArgumentParser:
         "--eval-k", type=_count, help=f"burda2015: importance samples (default: {reproduce.BURDA_K})"
     )
     p.add_argument("--eval-n", type=_count, help="burda2015: evaluate the first N test digits (default: all)")
+    p.add_argument(
+        "--layers",
+        type=int,
+        choices=sorted(reproduce.BURDA_LAYERS),
+        help="burda2015: stochastic layers of the cell (default: 1; with --table: every row)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=choices_of("objective", str),
+        default="elbo",
+        help="burda2015: the cell's training objective, elbo (VAE) or iwae (default: elbo)",
+    )
+    p.add_argument("--samples", type=_count, default=1, help="burda2015: the cell's k (default: 1)")
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="burda2015: train and evaluate every cell of Table 1 (of --layers only, if given)",
+    )
     p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/PAPER-TIME)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
     p.add_argument(

@@ -18,7 +18,7 @@ import re
 import time
 from argparse import Namespace
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from vaekit.estimator import VAE
 from vaekit.evaluate import elbo_summary, eval_table, importance_log_likelihood
 from vaekit.optim import BURDA_EPOCHS, BURDA_STAGES
 from vaekit.runner import train_into
-from vaekit.runs import EVAL, FIGURE2, FIGURE2_DATA, REPRODUCE, Run, latent_run
+from vaekit.runs import EVAL, FIGURE2, FIGURE2_DATA, REPRODUCE, TABLE, Run, latent_run, table_cell_run
 
 Echo = Callable[[str], None]
 
@@ -116,9 +116,22 @@ class Settings:
     eval_n: int | None = None  # burda2015: evaluate the first eval_n test digits (None: all)
     eval_k: int | None = None  # burda2015: importance samples (None: the paper's 5000)
     data: str = "mnist"
+    layers: int | None = None  # burda2015: stochastic layers (None: 1, or every row with table)
+    objective: str = "elbo"  # burda2015: the training objective of the cell (elbo: VAE, iwae: IWAE)
+    samples: int = 1  # burda2015: k, samples of z per training example
+    table: bool = False  # burda2015: every cell of Table 1 (of ``layers`` only, when given)
 
     def describe(self) -> dict[str, Any]:
-        return {"budget": str(self.budget), "eval_n": self.eval_n, "eval_k": self.eval_k, "data": self.data}
+        return {
+            "budget": str(self.budget),
+            "eval_n": self.eval_n,
+            "eval_k": self.eval_k,
+            "data": self.data,
+            "layers": self.layers,
+            "objective": self.objective,
+            "samples": self.samples,
+            "table": self.table,
+        }
 
 
 def _plan(run: Run, settings: Settings, resume: bool, plan: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -130,6 +143,8 @@ def _plan(run: Run, settings: Settings, resume: bool, plan: Callable[[], dict[st
         _record(run, {**record, "status": "training"})
         return record
     record = run.read_json(REPRODUCE)
+    if isinstance(record, dict) and isinstance(record.get("settings"), dict):  # settings added since default
+        record["settings"] = {**Settings().describe(), **record["settings"]}
     if not isinstance(record, dict) or record.get("settings") != settings.describe():
         saved = record.get("settings") if isinstance(record, dict) else None
         raise VaekitError(
@@ -155,8 +170,52 @@ BURDA_PARAMS: dict[str, Any] = {
     "batch_size": 20,
     "seed": 0,
 }
-BURDA_PAPER_NLL = 86.76  # their Table 1: VAE, one stochastic layer, k = 1, test NLL in nats
+#: the networks of each row group of Table 1, by number of stochastic layers, and how they read
+BURDA_LAYERS: dict[int, tuple[str, dict[str, Any]]] = {
+    1: ("784-200-200-50 tanh", BURDA_PARAMS),
+}
 BURDA_K = 5000
+BURDA_PAPER = "Burda, Grosse & Salakhutdinov (2015), Importance Weighted Autoencoders, Table 1"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of Burda et al.'s Table 1: stochastic layers, training objective and its k."""
+
+    layers: int = 1
+    objective: str = "elbo"
+    samples: int = 1
+
+    def __str__(self) -> str:
+        model = "VAE" if self.objective == "elbo" else "IWAE"
+        return f"{self.layers} layer{'s' * (self.layers > 1)}, {model}, k = {self.samples}"
+
+    def params(self) -> dict[str, Any]:
+        """The estimator's parameters of this cell: the layers' networks, trained by the paper's recipe."""
+        if self.layers not in BURDA_LAYERS:
+            raise VaekitError(f"--layers must be one of {sorted(BURDA_LAYERS)}, got {self.layers}")
+        return {**BURDA_LAYERS[self.layers][1], "objective": self.objective, "samples": self.samples}
+
+    @property
+    def paper_nll(self) -> float | None:
+        """The paper's test NLL of the cell, nats (the ELBO with k = 1 is the IWAE bound with k = 1)."""
+        same = Cell(self.layers, "elbo", 1) if self.samples == 1 else self
+        return BURDA_TABLE.get(same)
+
+
+#: Burda et al. (2015), Table 1: test NLL in nats (k = 5000) of each trained cell
+BURDA_TABLE: dict[Cell, float] = {
+    Cell(1, "elbo", 1): 86.76,
+    Cell(1, "elbo", 5): 86.47,
+    Cell(1, "elbo", 50): 86.35,
+    Cell(1, "iwae", 5): 85.54,
+    Cell(1, "iwae", 50): 84.78,
+    Cell(2, "elbo", 1): 85.33,
+    Cell(2, "elbo", 5): 85.01,
+    Cell(2, "elbo", 50): 84.78,
+    Cell(2, "iwae", 5): 83.89,
+    Cell(2, "iwae", 50): 82.90,
+}
 
 
 def burda2015(
@@ -168,16 +227,90 @@ def burda2015(
     echo: Echo = print,
     command: str = "vaekit reproduce burda2015 --resume",
 ) -> dict[str, Any]:
-    """Train and evaluate Burda et al.'s VAE into the run folder; returns the evaluation's numbers.
+    """Burda et al.'s Table 1: one cell (``settings``' layers, objective and samples) trained and
+    evaluated into the run folder, or with ``settings.table`` every cell into a sub-run each (a
+    minutes budget shared equally); returns the evaluation's numbers (by cell, for the table)."""
+    if not settings.table:
+        cell = Cell(settings.layers or 1, settings.objective, settings.samples)
+        return burda_cell(run, data, settings, cell, resume, progress, echo, command)
+    if settings.objective != "elbo" or settings.samples != 1:
+        raise VaekitError(
+            "--table trains every objective and k of the table; leave out --objective and --samples"
+        )
+    cells = [c for c in BURDA_TABLE if settings.layers in (None, c.layers)]
+    record = _plan(run, settings, resume, lambda: {"paper": BURDA_PAPER, "cells": [str(c) for c in cells]})
+    budget = settings.budget
+    if budget.minutes is not None:
+        budget = Budget(minutes=budget.minutes / len(cells))
+    results: dict[str, Any] = {}
+    for cell in cells:
+        echo(f"-- {cell}")
+        sub = Run(run.path(table_cell_run(cell.layers, cell.objective, cell.samples)))
+        done = sub.read_json(REPRODUCE) if resume and sub.has(REPRODUCE) else {}
+        if done.get("status") == "done":  # finished before the kill
+            results[str(cell)] = {**sub.read_json(EVAL), "record": done}
+            continue
+        cell_settings = replace(settings, budget=budget, table=False)
+        result = burda_cell(sub, data, cell_settings, cell, resume, progress, echo, command)
+        results[str(cell)] = {**result, "record": sub.read_json(REPRODUCE)}
+    run.write_json(TABLE, {str(c): _table_row(c, results[str(c)]) for c in cells})
+    _record(run, {**record, "status": "done"})
+    echo(table_text(cells, results))
+    return results
+
+
+def _table_row(cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
+    record = result["record"]
+    return {
+        "layers": cell.layers,
+        "objective": cell.objective,
+        "samples": cell.samples,
+        "test_nll": -result["log_px"],
+        "test_nll_sem": result["log_px_sem"],
+        "k": record["k"],
+        "eval_n": record["eval_n"],
+        "epochs": record["epochs"],
+        "shortened": record["shortened"],
+        "paper_test_nll": cell.paper_nll,
+    }
+
+
+def table_text(cells: list[Cell], results: dict[str, Any]) -> str:
+    """The trained cells beside the paper's Table 1 (test NLL, nats; lower is better)."""
+    lines = [
+        "Burda et al. (2015), Table 1: test NLL -log p(x), nats per digit (importance sampled)",
+        f"{'cell':<26} {'vaekit':>16} {'paper':>7}  trained",
+    ]
+    for cell in cells:
+        row = _table_row(cell, results[str(cell)])
+        ours = f"{row['test_nll']:.2f} ± {row['test_nll_sem']:.2f}"
+        short = " SHORTENED" if row["shortened"] else ""
+        trained = f"{row['epochs']} epochs, k = {row['k']} on {row['eval_n']} digits{short}"
+        lines.append(f"{cell!s:<26} {ours:>16} {row['paper_test_nll']:>7.2f}  {trained}")
+    return "\n".join(lines)
+
+
+def burda_cell(
+    run: Run,
+    data: Data,
+    settings: Settings,
+    cell: Cell,
+    resume: bool = False,
+    progress: bool = True,
+    echo: Echo = print,
+    command: str = "vaekit reproduce burda2015 --resume",
+) -> dict[str, Any]:
+    """Train and evaluate one cell of Table 1 into the run folder; returns the evaluation's numbers.
 
     The schedule's 8 stages keep their 3^i : 3280 proportions of however many epochs
     are trained. The test set is binarized once with the recorded seed (model seed + 2).
     A minutes budget covers training and evaluation: it is shared out by timing both here,
     evaluating fewer digits when the whole test set would take more than half of it.
     """
-    params = dict(BURDA_PARAMS)
+    params = cell.params()
     k = settings.eval_k or BURDA_K
     n_test = min(settings.eval_n or len(data.x_test), len(data.x_test))
+    paper_nll = cell.paper_nll
 
     def plan() -> dict[str, Any]:
         epochs, n = settings.budget.epochs or BURDA_EPOCHS, n_test
@@ -218,7 +351,8 @@ def burda2015(
             else ("the paper's full protocol")
         )
         return {
-            "paper": "Burda, Grosse & Salakhutdinov (2015), Importance Weighted Autoencoders, Table 1",
+            "paper": BURDA_PAPER,
+            "cell": str(cell),
             "budget": str(settings.budget),
             "epochs": epochs,
             "stage_epochs": stages,
@@ -228,11 +362,12 @@ def burda2015(
             "note": note,
             "params": {**params, "hidden": list(params["hidden"])},
             "data": data.source,
-            "paper_test_nll": BURDA_PAPER_NLL,
+            "paper_test_nll": paper_nll,
         }
 
     record = _plan(run, settings, resume, plan)
-    echo(f"burda2015: 784-200-200-50 tanh VAE, Bernoulli, dynamically binarized {data.source}")
+    networks = BURDA_LAYERS[cell.layers][0]
+    echo(f"burda2015 ({cell}): {networks} networks, Bernoulli, dynamically binarized {data.source}")
     echo(record["note"])
     vae = VAE(epochs=record["epochs"], verbose=progress, **params)
     source = {"data": settings.data, "resize": None}
@@ -247,7 +382,7 @@ def burda2015(
     done = "shortened run, see above" if record["shortened"] else "full protocol"
     echo(
         f"test NLL -log p(x), k={record['k']}: {nll:.2f} ± {result['log_px_sem']:.2f} nats "
-        f"(paper: {BURDA_PAPER_NLL} nats) — {done}"
+        f"(paper: {'no such cell' if paper_nll is None else f'{paper_nll} nats'}) — {done}"
     )
     echo(f"run folder: {run.folder}")
     return result
@@ -366,7 +501,20 @@ PAPERS = {"burda2015": burda2015, "kingma2013": kingma2013}
 def run(args: Namespace) -> None:
     """``vaekit reproduce PAPER ...``: make (or, with --resume, reopen) the run folder, lock it, and
     run the paper's protocol there."""
-    settings = Settings(parse_budget(args.budget), args.eval_n, args.eval_k, data_spec(args.data))
+    settings = Settings(
+        parse_budget(args.budget),
+        args.eval_n,
+        args.eval_k,
+        data_spec(args.data),
+        args.layers,
+        args.objective,
+        args.samples,
+        args.table,
+    )
+    cell_flags = {"--layers": args.layers is not None, "--objective": args.objective != "elbo"}
+    cell_flags |= {"--samples": args.samples != 1, "--table": args.table}
+    if args.paper != "burda2015" and any(cell_flags.values()):
+        raise VaekitError(f"{', '.join(f for f, given in cell_flags.items() if given)}: burda2015 only")
     resume = args.resume is not None
     folder = args.resume if isinstance(args.resume, Path) else args.out
     if resume and folder is None:
@@ -380,6 +528,9 @@ def run(args: Namespace) -> None:
     flags += [f"--eval-n {args.eval_n}"] * (args.eval_n is not None) + [f"--eval-k {args.eval_k}"] * (
         args.eval_k is not None
     )
+    flags += [f"--layers {args.layers}"] * (args.layers is not None) + ["--table"] * args.table
+    flags += [f"--objective {args.objective}"] * cell_flags["--objective"]
+    flags += [f"--samples {args.samples}"] * cell_flags["--samples"]
     command = f"vaekit reproduce {args.paper} {' '.join(flags)} -o {folder} --resume"
     with target.lock():
         if not resume:

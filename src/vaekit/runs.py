@@ -45,6 +45,8 @@ METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 EVAL_PROGRESS = "eval-progress.safetensors"
 REPRODUCE = "reproduce.json"
+#: ``reproduce burda2015 --table``: every cell's numbers beside the paper's
+TABLE = "table.json"
 FIGURE2, FIGURE2_DATA = "figure2.png", "figure2.json"
 #: the folder of :class:`vaekit.tensorboard.TensorBoardLog`'s event files
 TENSORBOARD = "tensorboard"
@@ -67,6 +69,7 @@ FILES = (
     REPRODUCE,
     FIGURE2,
     FIGURE2_DATA,
+    TABLE,
     *PICTURES,
 )
 #: an evaluation's finished examples are saved after each twentieth of them, or 20 s, whichever is first
@@ -82,6 +85,11 @@ def eval_file(data: str | None = None) -> str:
 def plot_file(kind: str) -> str:
     """The file ``vaekit plot KIND`` writes into the run folder by default."""
     return f"{kind}.png"
+
+
+def table_cell_run(layers: int, objective: str, samples: int) -> str:
+    """The sub-run of one cell of Burda et al.'s Table 1 in ``reproduce burda2015 --table``'s run folder."""
+    return f"layers-{layers}-{objective}-k{samples}"
 
 
 def latent_run(latent_dim: int) -> str:
@@ -157,10 +165,15 @@ class Run:
             yield self
 
     def clear(self) -> None:
-        """Remove every file of a run (and the sub-runs of latent sizes) before a new run writes here."""
+        """Remove every file of a run (and the sub-runs of latent sizes and table cells) before a new
+        run writes here."""
         for name in FILES:
             self.path(name).unlink(missing_ok=True)
-        for sub in [*self.folder.glob(latent_run(0).replace("0", "*")), self.path(TENSORBOARD)]:
+        subs = [
+            *self.folder.glob(latent_run(0).replace("0", "*")),
+            *self.folder.glob(table_cell_run(0, "*", 0).replace("0", "*")),
+        ]
+        for sub in [*subs, self.path(TENSORBOARD)]:
             if sub.is_dir() and not sub.is_symlink():
                 shutil.rmtree(sub)
         for path in [*self.folder.glob(plot_file("*")), *self.folder.glob(eval_file("*"))]:
