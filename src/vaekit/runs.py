@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from vaekit import checkpoint, storage
+from vaekit.config import with_old_defaults
 from vaekit.errors import VaekitError
 from vaekit.evaluate import importance_log_likelihoods, module_device
 from vaekit.networks import check_architecture
@@ -192,9 +193,13 @@ class Run:
     # ------------------------------------------------------------------ records
 
     def read_config(self) -> dict[str, Any]:
+        """config.json; a model's arguments get the fields added since it was written
+        (:func:`vaekit.config.with_old_defaults`)."""
         config = storage.read_json(self.path(CONFIG))
         if not isinstance(config, dict):
             raise VaekitError(f"{self.path(CONFIG)}: not a vaekit model config (not a JSON object)")
+        if isinstance(config.get("params"), dict):
+            config["params"] = with_old_defaults(config["params"])
         return config
 
     def write_config(self, record: dict[str, Any]) -> None:
