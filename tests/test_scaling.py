@@ -108,7 +108,8 @@ def test_standardizer_round_trip_and_outputs_in_the_data_s_units(fitted):
 def test_save_and_load_keep_the_standardization(fitted, tmp_path):
     x, vae = fitted
     vae.save(tmp_path)
-    assert json.loads((tmp_path / CONFIG).read_text())["params"]["standardize"] == "on"  # 'auto', decided
+    config = json.loads((tmp_path / CONFIG).read_text())
+    assert config["params"]["standardize"] == "auto" and config["standardized"] is True
     loaded = VAE.load(tmp_path)
     assert torch.equal(loaded.module_.scaler.scale, vae.module_.scaler.scale)
     assert torch.equal(loaded.module_.scaler.mean, vae.module_.scaler.mean)
@@ -138,7 +139,7 @@ def test_off_gives_the_unstandardized_model_and_old_configs_load_as_off(fitted, 
     assert vae.history_[-1]["test_elbo"] < standardized.history_[-1]["test_elbo"] - 100
     vae.save(tmp_path)
     config = json.loads((tmp_path / CONFIG).read_text())
-    del config["params"]["standardize"]  # as vaekit wrote it before the setting existed
+    del config["params"]["standardize"], config["standardized"]  # as vaekit wrote it before
     (tmp_path / CONFIG).write_text(json.dumps(config))
     loaded = VAE.load(tmp_path)
     assert loaded.module_.scaler is None and loaded.score(x[300:]) == vae.score(x[300:])

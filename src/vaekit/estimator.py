@@ -175,23 +175,20 @@ class VAE:
         n_features: int,
         image_shape: tuple[int, ...] | None,
         cond: tuple[int, int | None],
+        standardized: bool = False,
         x: Tensor | None = None,
-        images: bool | None = None,
     ) -> None:
         """Create ``module_`` and the trainer; ``cond`` is the condition setup (cond_dim, n_classes);
-        x: the training rows a standardizing model takes its columns' mean and scale from;
-        images: whether the rows are images (default: whether there is an image shape), which
-        decides ``standardize='auto'`` (:func:`vaekit.scaling.resolve`)."""
+        ``standardized``: whether the model standardizes its columns (:mod:`vaekit.scaling`),
+        taking their mean and scale from the training rows x."""
         model_cfg, train_cfg = self.configs()
         shape = inputs.check_image_shape(image_shape, n_features)
-        model_cfg = scaling.resolve(model_cfg, shape is not None if images is None else images)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
-            self.module_ = VAEModule(n_features, model_cfg, cond[0], shape)
+            self.module_ = VAEModule(n_features, scaling.decided(model_cfg, standardized), cond[0], shape)
         if self.module_.scaler is not None and x is not None:
             self.module_.scaler.fit(x)
-        # what the run's config records for this model, 'auto' decided
-        self._built_with = {**self.get_params(), "standardize": model_cfg.standardize}
+        self._built_with = self.get_params()  # what the run's config records for this model
         self.n_classes_, self.n_features_in_, self.image_shape_ = cond[1], n_features, shape
         self.trainer_ = Trainer(self.module_, train_cfg)
         self.history_: list[dict[str, float]] = []
@@ -234,7 +231,9 @@ class VAE:
         self.configs()  # the arguments first: check_data uses the likelihood
         x = self.check_data(X, y, new_fit=True)
         images = image_shape is not None or np.ndim(X) > 2  # not a guess from a square width
-        self._build(x.shape[1], image_shape or inputs.image_shape_of(X), self._condition_setup(y), x, images)
+        standardized = scaling.applies(self.configs()[0], images)
+        shape, setup = image_shape or inputs.image_shape_of(X), self._condition_setup(y)
+        self._build(x.shape[1], shape, setup, standardized, x)
         self.source_ = source
         cond = self._cond(y, len(x))
         if self.binarize == "static":
@@ -280,7 +279,8 @@ class VAE:
             cond = self._condition_setup(y)
             if classes is not None and cond[1] is not None:
                 cond = self._condition_setup(classes)  # labels: K = max(classes) + 1 one-hot columns
-            self._build(x.shape[1], inputs.image_shape_of(X), cond, x, np.ndim(X) > 2)
+            standardized = scaling.applies(self.configs()[0], images=np.ndim(X) > 2)
+            self._build(x.shape[1], inputs.image_shape_of(X), cond, standardized, x)
         self.trainer_.train_step(x, self._cond(y, len(x)))
         return self
 
@@ -423,6 +423,7 @@ class VAE:
             "params": {**params, "hidden": [int(h) for h in params["hidden"]]},
         }
         record.update(n_features_in=self.n_features_in_, image_shape=shape, cond_dim=self.module_.cond_dim)
+        record.update(standardized=self.module_.scaler is not None)
         record.update(
             n_classes=self.n_classes_, **({"source": self.source_} if self.source_ is not None else {})
         )
@@ -435,7 +436,7 @@ class VAE:
         model = run.read_model_config()
         try:
             vae = cls(**model.params)
-            vae._build(model.n_features_in, model.image_shape, model.cond)
+            vae._build(model.n_features_in, model.image_shape, model.cond, model.standardized)
         except (TypeError, ValueError, VaekitError) as e:
             raise VaekitError(f"{run.path(runs.CONFIG)}: not a vaekit model config ({e})") from e
         vae.source_ = model.source

@@ -103,6 +103,7 @@ class ModelRecord(NamedTuple):
     image_shape: tuple[int, ...] | None  # (C, H, W) of image rows
     cond: tuple[int, int | None]  # (cond_dim, n_classes) of a conditional model, else (0, None)
     source: dict[str, Any] | None  # the data record
+    standardized: bool  # whether the model standardizes its columns (vaekit.scaling); False before
 
 
 class Run:
@@ -241,7 +242,12 @@ class Run:
             shape = config.get("image_shape")
             cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
             return ModelRecord(
-                params, config["n_features_in"], tuple(shape) if shape else None, cond, config.get("source")
+                params,
+                config["n_features_in"],
+                tuple(shape) if shape else None,
+                cond,
+                config.get("source"),
+                bool(config.get("standardized", False)),
             )
         except VaekitError as e:
             raise VaekitError(f"{where}: {e}") from e

@@ -52,10 +52,11 @@ def applies(config: ModelConfig, images: bool) -> bool:
     return config.standardize == "on"
 
 
-def resolve(config: ModelConfig, images: bool) -> ModelConfig:
-    """The config with ``standardize`` 'auto' decided for the data ('on' or 'off'), as a model's
-    config.json records it: a loaded model never guesses again whether its rows were images."""
-    return dataclasses.replace(config, standardize="on" if applies(config, images) else "off")
+def decided(config: ModelConfig, standardized: bool) -> ModelConfig:
+    """The config with ``standardize`` 'on' or 'off' as decided (by :func:`applies` for the data
+    at fit time; from config.json's ``standardized`` at load time, so that a loaded model never
+    guesses again whether its rows were images)."""
+    return dataclasses.replace(config, standardize="on" if standardized else "off")
 
 
 def check(config: ModelConfig) -> None:
