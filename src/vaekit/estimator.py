@@ -230,10 +230,9 @@ class VAE:
             raise VaekitError("resume=True needs the checkpoint_dir of the run to resume")
         self.configs()  # the arguments first: check_data uses the likelihood
         x = self.check_data(X, y, new_fit=True)
-        images = image_shape is not None or np.ndim(X) > 2  # not a guess from a square width
-        standardized = scaling.applies(self.configs()[0], images)
-        shape, setup = image_shape or inputs.image_shape_of(X), self._condition_setup(y)
-        self._build(x.shape[1], shape, setup, standardized, x)
+        shape = image_shape or inputs.image_shape_of(X)
+        standardized = scaling.applies(self.configs()[0], images=shape is not None)
+        self._build(x.shape[1], shape, self._condition_setup(y), standardized, x)
         self.source_ = source
         cond = self._cond(y, len(x))
         if self.binarize == "static":
@@ -279,8 +278,9 @@ class VAE:
             cond = self._condition_setup(y)
             if classes is not None and cond[1] is not None:
                 cond = self._condition_setup(classes)  # labels: K = max(classes) + 1 one-hot columns
-            standardized = scaling.applies(self.configs()[0], images=np.ndim(X) > 2)
-            self._build(x.shape[1], inputs.image_shape_of(X), cond, standardized, x)
+            shape = inputs.image_shape_of(X)
+            standardized = scaling.applies(self.configs()[0], images=shape is not None)
+            self._build(x.shape[1], shape, cond, standardized, x)
         self.trainer_.train_step(x, self._cond(y, len(x)))
         return self
 

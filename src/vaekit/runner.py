@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaekit import diagnose, plots, scaling
+from vaekit import diagnose, inputs, plots, scaling
 from vaekit.data import Data
 from vaekit.errors import Interrupted, VaekitError
 from vaekit.estimator import VAE
@@ -69,7 +69,9 @@ def train_into(
         vae.fit(data.x_train, y_train, X_test=data.x_test, y_test=y_test, image_shape=data.image_shape)
         return []
     echo(data.describe())
-    model_cfg, images = vae.configs()[0], data.image_shape is not None
+    # as fit() decides: rows with an image shape, given or guessed from a square width, are images
+    model_cfg = vae.configs()[0]
+    images = (data.image_shape or inputs.image_shape_of(data.x_train)) is not None
     scales = scaling.report(model_cfg, data.x_train, images)
     if scales:
         echo(scales)

@@ -54,7 +54,7 @@ def applies(config: ModelConfig, images: bool) -> bool:
 
 def decided(config: ModelConfig, standardized: bool) -> ModelConfig:
     """The config with ``standardize`` 'on' or 'off' as decided (by :func:`applies` for the data
-    at fit time; from config.json's ``standardized`` at load time, so that a loaded model never
+    at fit time; from the run config's ``standardized`` at load time, so that a loaded model never
     guesses again whether its rows were images)."""
     return dataclasses.replace(config, standardize="on" if standardized else "off")
 
