@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import __version__, storage
+from vaekit.config import with_old_defaults
 from vaekit.errors import VaekitError
 from vaekit.optim import LR_SCHEDULES
 from vaekit.train import Trainer
@@ -80,7 +81,7 @@ def _check_same_run(path: Path, saved: Any, record: dict[str, Any]) -> None:
         raise VaekitError(f"{path}: not a vaekit checkpoint (no model record)")
     ignore = {*RESUMABLE_CHANGES, EXTENDABLE}
     ours = {k: v for k, v in record["params"].items() if k not in ignore}
-    theirs = {k: v for k, v in saved["params"].items() if k not in ignore}
+    theirs = {k: v for k, v in with_old_defaults(saved["params"]).items() if k not in ignore}
     ours.update(n_features_in=record["n_features_in"], image_shape=record["image_shape"])
     theirs.update(n_features_in=saved.get("n_features_in"), image_shape=saved.get("image_shape"))
     for key in sorted(set(ours) | set(theirs)):

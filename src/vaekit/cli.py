@@ -173,6 +173,11 @@ def _parser() -> argparse.ArgumentParser:
         help="mnist, fashion-mnist, or a .npy/.npz/.csv file or image folder (default: mnist)",
     )
     p.add_argument("--resize", type=_size, help="resize images of a folder to HxW")
+    p.add_argument(
+        "--label-column",
+        metavar="NAME",
+        help="the column of a CSV file's header holding class labels 0, 1, ... (not a feature then)",
+    )
     p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/DATA-TIME)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
     p.add_argument(
@@ -336,6 +341,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     try:
         params, source = dict(config["params"]), dict(config["source"])
         saved = {**params, "data": source["data"], "resize": source["resize"]}
+        saved["label_column"] = source.get("label_column")
         unknown = sorted(set(params) - set(VAE().get_params()))
     except (KeyError, TypeError, ValueError) as e:
         raise VaekitError(f"{config_path}: not the config of a vaekit train run ({e})") from e
@@ -345,6 +351,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     if not isinstance(source["data"], str) or not (resize is None or _is_size(resize)):
         raise VaekitError(f"{config_path}: its source {source} is not a data set and size")
     given = {**_flag_params(args), "data": args.data, "resize": args.resize}
+    given["label_column"] = args.label_column
     for name, value in given.items():
         if value is None or name in (*checkpoint.RESUMABLE_CHANGES, checkpoint.EXTENDABLE):
             continue
@@ -377,6 +384,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             params.setdefault("latent_dim", CONDITIONAL_LATENT_DIM)
         resize = list(args.resize) if args.resize else None
         source = {"data": data_spec(args.data or "mnist"), "resize": resize}
+        if args.label_column is not None:
+            source["label_column"] = args.label_column
     params["verbose"] = not args.quiet
     vae = VAE(**params)
     vae.configs()  # validate the flags before touching disk
@@ -395,7 +404,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     with run.lock() if writes else nullcontext():
         try:
             resize = tuple(source["resize"]) if source["resize"] else None
-            data = load_data(source["data"], resize=resize, seed=vae.seed + SPLIT_SEED)  # type: ignore[arg-type]
+            seed, column = vae.seed + SPLIT_SEED, source.get("label_column")
+            data = load_data(source["data"], resize=resize, seed=seed, label_column=column)  # type: ignore[arg-type]
         except (VaekitError, KeyboardInterrupt):
             run.discard_if_empty()
             raise
@@ -461,7 +471,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     shape = _require_images(vae, args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae))
+    x, y, _ = load_rows(args.data, _run_resize(vae), _run_label_column(vae, args.data))
     x, y = vae.check_data(x[: args.n], what=args.data).numpy(), labels(vae, y, args.data)
     picture = plots.reconstruction_grid(x, vae.reconstruct(x, y[: args.n] if y is not None else None), shape)
     print(plots.save_png(picture, args.out))
@@ -469,7 +479,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def cmd_encode(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae))
+    x, y, _ = load_rows(args.data, _run_resize(vae), _run_label_column(vae, args.data))
     z = vae.transform(vae.check_data(x, what=args.data), labels(vae, y, args.data))
     _write_array(args.out, z, "z")
     print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
@@ -506,6 +516,11 @@ def _run_resize(vae: VAE) -> tuple[int, int] | None:
     return (int(resize[0]), int(resize[1])) if _is_size(resize) else None
 
 
+def _run_label_column(vae: VAE, spec: str) -> str | None:
+    """The CSV column the run took its labels from, for a CSV file ``spec`` (other data have none)."""
+    return (vae.source_ or {}).get("label_column") if Path(spec).suffix == ".csv" else None
+
+
 def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str, int | None]:
     """Rows and labels of the test split of ``spec`` (default: the data the run trained on), held
     out as ``vaekit train`` held it out (same seed), the data's name, and its stored levels
@@ -515,7 +530,8 @@ def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str, int | None]:
     spec = spec or source.get("data")
     if not isinstance(spec, str):
         raise VaekitError("the run does not record its training data; pass --data")
-    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed + SPLIT_SEED)
+    column = _run_label_column(vae, spec)
+    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed + SPLIT_SEED, label_column=column)
     if own and source.get("sha256") not in (None, runs.digest(data.x_train)):
         raise VaekitError(
             f"{spec}: changed since the run trained on it (the SHA-256 of its training split differs), "
@@ -546,7 +562,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae))
+    x, y, _ = load_rows(args.data, _run_resize(vae), _run_label_column(vae, args.data))
     x, y = _targets(vae, x, y, args.n, args.data)
     x = vae.eval_targets(x, args.data)
     nll = -vae.score_samples(x, args.k, y=y).astype(np.float64)

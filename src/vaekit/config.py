@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vaekit import limits
+from vaekit import limits, scaling
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import LIKELIHOODS
 from vaekit.networks import ACTIVATIONS, ARCHITECTURES, check_architecture
@@ -27,6 +27,7 @@ from vaekit.optim import LR_SCHEDULES, OPTIMIZERS
 Estimator = Literal["analytic", "mc"]
 Binarize = Literal["none", "static", "dynamic"]
 Device = Literal["cpu", "cuda", "auto"]
+Standardize = Literal["auto", "on", "off"]
 MAX_SEED = 2**62  # seeds (plus the offsets below) must fit torch's 64-bit generator
 
 #: the random streams of a run, each seeded by the run's seed plus its offset: the held-out split
@@ -129,6 +130,11 @@ class ModelConfig:
     conditional: bool = option(False, "encoder and decoder also take a condition y (labels or vectors)")
     arch: str = option("mlp", "encoder/decoder networks ('conv': images with H and W divisible by 4)")
     arch_options: dict[str, Any] | None = option(None, "keyword options of the architecture's builder")
+    standardize: Standardize = option(
+        "auto",
+        "standardize each column with the training split's mean and scale (vaekit.scaling); "
+        "auto: for a real-line likelihood (gaussian) on data that are not images",
+    )
 
     def __post_init__(self) -> None:
         limits.check_config(self)
@@ -140,6 +146,7 @@ class ModelConfig:
             raise VaekitError(f"hidden must be positive layer widths, got {self.hidden!r}")
         LIKELIHOODS[self.likelihood].from_options(self.likelihood_options)
         check_architecture(self.arch, self.arch_options)
+        scaling.check(self)
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,16 @@ class TrainConfig:
     def length_dependent(self) -> bool:
         """Whether the learning rate of a step depends on ``epochs`` (the run cannot be extended)."""
         return LR_SCHEDULES[self.lr_schedule].length_dependent
+
+
+#: what a saved model's config that predates a field means by it: the behaviour it was trained with
+#: (a run of vaekit before standardization trained on raw columns)
+BEFORE_FIELD = {"standardize": "off"}
+
+
+def with_old_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Saved constructor arguments ``params``, with the fields they predate as :data:`BEFORE_FIELD` says."""
+    return {**BEFORE_FIELD, **params}
 
 
 def split_params(params: dict[str, object]) -> tuple[ModelConfig, TrainConfig]:

@@ -304,8 +304,10 @@ def _csv_problem(path: Path, header: bool) -> str | None:
     return None
 
 
-def _read_csv(path: Path) -> np.ndarray:
-    """A UTF-8 file of comma-separated numbers (an optional byte order mark) as an (n, d) float64 array.
+def _read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A UTF-8 file of comma-separated numbers (an optional byte order mark) as an (n, d) float64
+    array, and the (n,) class labels of the header's column ``label_column`` (else None), which is
+    then not among the d features.
 
     The first line is a header, and skipped, when none of its cells is a number. Blank lines and
     ``#`` comments are skipped. Anything else unreadable is an error naming its line in the file.
@@ -314,15 +316,27 @@ def _read_csv(path: Path) -> np.ndarray:
         cells = _most_cells(raw)  # loadtxt holds them as float64
         limits.check_data(path, cells, 8 * cells, "may hold up to")
         f = io.TextIOWrapper(raw, encoding="utf-8-sig")
-        header = _is_header(f.readline())
+        first = f.readline()
+        header = _is_header(first)
         f.seek(0)
         try:
             with warnings.catch_warnings():  # an empty file is reported as empty by check_array
                 warnings.simplefilter("ignore")
-                return np.loadtxt(f, delimiter=",", ndmin=2, dtype=np.float64, skiprows=int(header))
+                x = np.loadtxt(f, delimiter=",", ndmin=2, dtype=np.float64, skiprows=int(header))
         except ValueError as e:
             problem = _csv_problem(path, header) or f"not a CSV file of numbers ({e})"
             raise VaekitError(f"{path}: {problem}") from e
+    if label_column is None:
+        return x, None
+    names = [cell.strip() for cell in _csv_text(first).split(",")] if header else []
+    if label_column not in names:
+        found = f"its header names {names[:8]}{'...' * (len(names) > 8)}" if header else "it has no header"
+        raise VaekitError(f"{path}: no column named {label_column!r} to take the labels from ({found})")
+    j = names.index(label_column)
+    if x.shape[1] < 2:
+        raise VaekitError(f"{path}: column {label_column!r} holds the labels, leaving no feature column")
+    labels = conditions.class_labels(x[:, j], f"{path}, column {label_column!r}")
+    return np.delete(x, j, axis=1), labels
 
 
 def _most_cells(f: io.BufferedIOBase) -> int:
@@ -512,14 +526,17 @@ def _read_npz(f: io.BufferedIOBase, path: Path) -> np.ndarray | Data:
 
 
 def read_file(
-    path: str | Path, resize: tuple[int, int] | None = None
+    path: str | Path, resize: tuple[int, int] | None = None, label_column: str | None = None
 ) -> tuple[Tensor, Tensor | None, tuple[int, int, int] | None] | Data:
     """Every row of a user's ``.npy``, ``.npz``, ``.csv`` file or image folder.
 
     Returns ``(rows (n, d), labels (n,) or None, image shape or None)``, or a
     :class:`Data` when an ``.npz`` file holds its own ``x_train``/``x_test`` splits.
+    label_column : the header's name of a CSV file's column of class labels 0, 1, 2, ...
     """
     path = Path(path)
+    if label_column is not None and path.suffix != ".csv":
+        raise VaekitError(f"{path}: a label column is a column of a .csv file's header; this is not one")
     try:
         is_folder = stat.S_ISDIR(path.stat().st_mode)
     except (FileNotFoundError, NotADirectoryError) as e:
@@ -542,7 +559,7 @@ def read_file(
                         return found
                     x = found
         elif path.suffix == ".csv":
-            x = _read_csv(path)
+            x, y = _read_csv(path, label_column)
         else:
             raise VaekitError(f"{path}: unknown file type; use .npy, .npz, .csv or a folder of images")
     except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
@@ -551,14 +568,16 @@ def read_file(
     return rows, (torch.from_numpy(y.astype(np.int64)) if y is not None else None), shape
 
 
-def load_file(path: str | Path, resize: tuple[int, int] | None = None, seed: int = 0) -> Data:
+def load_file(
+    path: str | Path, resize: tuple[int, int] | None = None, seed: int = 0, label_column: str | None = None
+) -> Data:
     """A user's data with train and test splits.
 
     An ``.npz`` with ``x_train`` and ``x_test`` (and optionally ``y_train``,
     ``y_test``) keeps its splits; any other file has 10% of its rows held out
-    (seeded) as the test split. See :func:`read_file` for the formats.
+    (seeded) as the test split. See :func:`read_file` for the formats and ``label_column``.
     """
-    found = read_file(path, resize)
+    found = read_file(path, resize, label_column)
     if isinstance(found, Data):
         return found
     rows, labels, shape = found
@@ -614,18 +633,21 @@ def data_spec(spec: str) -> str:
     return spec if spec in DATASETS else str(Path(spec).resolve())
 
 
-def load_data(spec: str | Path, resize: tuple[int, int] | None = None, seed: int = 0) -> Data:
-    """A named data set (``mnist``, ``fashion-mnist``) or a path to a user's file or folder."""
+def load_data(
+    spec: str | Path, resize: tuple[int, int] | None = None, seed: int = 0, label_column: str | None = None
+) -> Data:
+    """A named data set (``mnist``, ``fashion-mnist``) or a path to a user's file or folder
+    (``label_column``: a CSV file's column of labels, :func:`read_file`)."""
     if str(spec) in DATASETS:
         return DATASETS[str(spec)]()
-    return load_file(spec, resize=resize, seed=seed)
+    return load_file(spec, resize=resize, seed=seed, label_column=label_column)
 
 
 def load_rows(
-    spec: str | Path, resize: tuple[int, int] | None = None
+    spec: str | Path, resize: tuple[int, int] | None = None, label_column: str | None = None
 ) -> tuple[Tensor, Tensor | None, tuple[int, int, int] | None]:
     """Rows to encode or reconstruct: a named data set's test split, or every row of a file."""
-    found = DATASETS[str(spec)]() if str(spec) in DATASETS else read_file(spec, resize)
+    found = DATASETS[str(spec)]() if str(spec) in DATASETS else read_file(spec, resize, label_column)
     if isinstance(found, Data):
         return found.x_test, found.y_test, found.image_shape
     return found

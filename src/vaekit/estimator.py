@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit import __version__, checkpoint, inputs, runs, storage
+from vaekit import __version__, checkpoint, inputs, runs, scaling, storage
 from vaekit.conditions import as_condition, condition_setup
 from vaekit.config import (
     EVAL_BINARIZATION_SEED,
@@ -22,6 +22,7 @@ from vaekit.config import (
     Device,
     Estimator,
     ModelConfig,
+    Standardize,
     TrainConfig,
     split_params,
 )
@@ -47,7 +48,9 @@ class VAE:
 
     Arrays given to the methods are ``(n, d)`` rows, or ``(n, H, W)`` /
     ``(n, H, W, C)`` images that are flattened; 8-bit arrays are scaled to [0, 1].
-    Outputs are float32 numpy arrays.
+    Outputs are float32 numpy arrays. A Gaussian model of data that are not images
+    standardizes each column inside (``standardize``, :mod:`vaekit.scaling`): inputs and outputs
+    stay in the data's units, and log-likelihoods are of the data as given.
 
     Examples
     --------
@@ -67,6 +70,7 @@ class VAE:
         conditional: bool = M.conditional,
         arch: str = M.arch,
         arch_options: dict[str, Any] | None = M.arch_options,
+        standardize: Standardize = M.standardize,
         epochs: int = T.epochs,
         batch_size: int = T.batch_size,
         optimizer: str = T.optimizer,
@@ -167,14 +171,23 @@ class VAE:
         return condition_setup(y)
 
     def _build(
-        self, n_features: int, image_shape: tuple[int, ...] | None, cond: tuple[int, int | None]
+        self,
+        n_features: int,
+        image_shape: tuple[int, ...] | None,
+        cond: tuple[int, int | None],
+        standardized: bool = False,
+        x: Tensor | None = None,
     ) -> None:
-        """Create ``module_`` and the trainer; ``cond`` is the condition setup (cond_dim, n_classes)."""
+        """Create ``module_`` and the trainer; ``cond`` is the condition setup (cond_dim, n_classes);
+        ``standardized``: whether the model standardizes its columns (:mod:`vaekit.scaling`),
+        taking their mean and scale from the training rows x."""
         model_cfg, train_cfg = self.configs()
         shape = inputs.check_image_shape(image_shape, n_features)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
-            self.module_ = VAEModule(n_features, model_cfg, cond[0], shape)
+            self.module_ = VAEModule(n_features, scaling.decided(model_cfg, standardized), cond[0], shape)
+        if self.module_.scaler is not None and x is not None:
+            self.module_.scaler.fit(x)
         self._built_with = self.get_params()  # what the run's config records for this model
         self.n_classes_, self.n_features_in_, self.image_shape_ = cond[1], n_features, shape
         self.trainer_ = Trainer(self.module_, train_cfg)
@@ -217,7 +230,9 @@ class VAE:
             raise VaekitError("resume=True needs the checkpoint_dir of the run to resume")
         self.configs()  # the arguments first: check_data uses the likelihood
         x = self.check_data(X, y, new_fit=True)
-        self._build(x.shape[1], image_shape or inputs.image_shape_of(X), self._condition_setup(y))
+        shape = image_shape or inputs.image_shape_of(X)
+        standardized = scaling.applies(self.configs()[0], images=shape is not None)
+        self._build(x.shape[1], shape, self._condition_setup(y), standardized, x)
         self.source_ = source
         cond = self._cond(y, len(x))
         if self.binarize == "static":
@@ -248,6 +263,9 @@ class VAE:
 
         classes : every class label of a label-conditional model, on the first call (as in
             scikit-learn), when the first batch does not hold the highest one; ignored afterwards
+
+        A standardizing model (``standardize``, :mod:`vaekit.scaling`) takes its columns' mean and
+        scale from the first batch.
         """
         self.configs()
         if self.binarize == "static":  # one fixed draw per example needs the whole data set: fit()
@@ -260,7 +278,9 @@ class VAE:
             cond = self._condition_setup(y)
             if classes is not None and cond[1] is not None:
                 cond = self._condition_setup(classes)  # labels: K = max(classes) + 1 one-hot columns
-            self._build(x.shape[1], inputs.image_shape_of(X), cond)
+            shape = inputs.image_shape_of(X)
+            standardized = scaling.applies(self.configs()[0], images=shape is not None)
+            self._build(x.shape[1], shape, cond, standardized, x)
         self.trainer_.train_step(x, self._cond(y, len(x)))
         return self
 
@@ -403,6 +423,7 @@ class VAE:
             "params": {**params, "hidden": [int(h) for h in params["hidden"]]},
         }
         record.update(n_features_in=self.n_features_in_, image_shape=shape, cond_dim=self.module_.cond_dim)
+        record.update(standardized=self.module_.scaler is not None)
         record.update(
             n_classes=self.n_classes_, **({"source": self.source_} if self.source_ is not None else {})
         )
@@ -415,7 +436,7 @@ class VAE:
         model = run.read_model_config()
         try:
             vae = cls(**model.params)
-            vae._build(model.n_features_in, model.image_shape, model.cond)
+            vae._build(model.n_features_in, model.image_shape, model.cond, model.standardized)
         except (TypeError, ValueError, VaekitError) as e:
             raise VaekitError(f"{run.path(runs.CONFIG)}: not a vaekit model config ({e})") from e
         vae.source_ = model.source

@@ -40,6 +40,9 @@ class Likelihood:
     options: ClassVar[dict[str, tuple[float, str]]] = {}
     #: a probability mass over a finite set of values per dimension (True), or a density (False)
     discrete: bool = False
+    #: a density on the whole real line per dimension: real-valued data may be standardized for it
+    #: (:mod:`vaekit.scaling`, ``standardize`` in the config)
+    real_line: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, object] | None = None) -> Likelihood:
@@ -141,6 +144,7 @@ class Gaussian(Likelihood):
     """
 
     params_per_dim = 2
+    real_line = True
     LOGVAR_RANGE = (-12.0, 8.0)
 
     def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
@@ -169,7 +173,10 @@ class GaussianFixed(Likelihood):
     reports is a true log-likelihood in nats.
     """
 
-    options: ClassVar[dict[str, tuple[float, str]]] = {"sigma": (1.0, "standard deviation of gaussian_fixed")}
+    options: ClassVar[dict[str, tuple[float, str]]] = {
+        "sigma": (1.0, "standard deviation of gaussian_fixed (of standardized columns when standardizing)")
+    }
+    real_line = True
 
     def __init__(self, sigma: float = 1.0) -> None:
         self.sigma = sigma

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from vaekit import limits
+from vaekit import limits, scaling
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import Likelihood, make_likelihood
 
@@ -236,6 +236,11 @@ class VAEModule(nn.Module):
         super().__init__()
         self.data_dim, self.cond_dim, self.latent_dim = data_dim, cond_dim, config.latent_dim
         self.likelihood: Likelihood = make_likelihood(config.likelihood, config.likelihood_options)
+        #: per-column standardization of x (its mean and scale are buffers), or None (:mod:`vaekit.scaling`)
+        standardize = scaling.applies(config, images=image_shape is not None)
+        self.scaler = scaling.Standardizer(data_dim) if standardize else None
+        if self.scaler is not None:  # the likelihood then scores (and decodes to) x in its own units
+            self.likelihood = scaling.Standardized(self.likelihood, self.scaler)
         k = self.likelihood.params_per_dim
         spec = NetworkSpec(
             data_dim,
@@ -254,7 +259,7 @@ class VAEModule(nn.Module):
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x ``(n, d)``, y ``(n, c)`` -> mu, logvar of q(z|x, y), each ``(n, J)``."""
-        return self.encoder(x, y)
+        return self.encoder(self.scaler(x) if self.scaler is not None else x, y)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """z ``(..., n, J)``, y ``(n, c)`` -> likelihood parameters ``(..., n, k * d)``."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaekit import plots
+from vaekit import diagnose, inputs, plots, scaling
 from vaekit.data import Data
 from vaekit.errors import Interrupted, VaekitError
 from vaekit.estimator import VAE
@@ -69,6 +69,12 @@ def train_into(
         vae.fit(data.x_train, y_train, X_test=data.x_test, y_test=y_test, image_shape=data.image_shape)
         return []
     echo(data.describe())
+    # as fit() decides: rows with an image shape, given or guessed from a square width, are images
+    model_cfg = vae.configs()[0]
+    images = (data.image_shape or inputs.image_shape_of(data.x_train)) is not None
+    scales = scaling.report(model_cfg, data.x_train, images)
+    if scales:
+        echo(scales)
 
     board = TensorBoardLog(vae, run.path(TENSORBOARD), data.x_test, y_test) if tensorboard else None
 
@@ -109,6 +115,11 @@ def train_into(
     finally:
         if board is not None:
             board.close()
+    facts = diagnose.RunFacts(
+        data.x_train.shape[1], vae.lr, scaling.raw_scale(model_cfg, data.x_train, images)
+    )
+    for warning in diagnose.diagnose(vae.history_, facts):
+        echo(f"warning: {warning}")
     vae.save(run.folder)
     return plots.write_pictures(vae, run.folder, data.x_test.numpy(), y_test)
 

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from vaekit import checkpoint, storage
+from vaekit.config import with_old_defaults
 from vaekit.errors import VaekitError
 from vaekit.evaluate import importance_log_likelihoods, module_device
 from vaekit.networks import check_architecture
@@ -110,6 +111,7 @@ class ModelRecord(NamedTuple):
     image_shape: tuple[int, ...] | None  # (C, H, W) of image rows
     cond: tuple[int, int | None]  # (cond_dim, n_classes) of a conditional model, else (0, None)
     source: dict[str, Any] | None  # the data record
+    standardized: bool  # whether the model standardizes its columns (vaekit.scaling); False before
 
 
 class Run:
@@ -205,9 +207,13 @@ class Run:
     # ------------------------------------------------------------------ records
 
     def read_config(self) -> dict[str, Any]:
+        """config.json; a model's arguments get the fields added since it was written
+        (:func:`vaekit.config.with_old_defaults`)."""
         config = storage.read_json(self.path(CONFIG))
         if not isinstance(config, dict):
             raise VaekitError(f"{self.path(CONFIG)}: not a vaekit model config (not a JSON object)")
+        if isinstance(config.get("params"), dict):
+            config["params"] = with_old_defaults(config["params"])
         return config
 
     def write_config(self, record: dict[str, Any]) -> None:
@@ -249,7 +255,12 @@ class Run:
             shape = config.get("image_shape")
             cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
             return ModelRecord(
-                params, config["n_features_in"], tuple(shape) if shape else None, cond, config.get("source")
+                params,
+                config["n_features_in"],
+                tuple(shape) if shape else None,
+                cond,
+                config.get("source"),
+                bool(config.get("standardized", False)),
             )
         except VaekitError as e:
             raise VaekitError(f"{where}: {e}") from e
