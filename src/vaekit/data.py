@@ -32,7 +32,8 @@ import torch
 from PIL import Image, ImageMode, UnidentifiedImageError
 from torch import Tensor
 
-from vaekit import conditions, limits, storage
+from vaekit import byterows, conditions, limits, storage
+from vaekit.byterows import ByteRows
 from vaekit.errors import VaekitError
 
 IDX_FILES = {
@@ -73,7 +74,9 @@ TEST_FRACTION = 0.1  # held out as the test split of a user's file that has none
 class Data:
     """A data set with train and test splits.
 
-    x_train, x_test : (n, d) float32 tensors; images flattened in (C, H, W) order
+    x_train, x_test : (n, d) float32 tensors, or :class:`~vaekit.byterows.ByteRows` (8-bit values
+                      kept as bytes, perhaps memory-mapped, turned into float32 a minibatch at a
+                      time); images flattened in (C, H, W) order
     y_train, y_test : (n,) int64 class labels, (n, c) float32 condition vectors, or None
     image_shape     : (C, H, W) when the rows are images, else None
     source          : where it was read from
@@ -81,8 +84,8 @@ class Data:
                       (IDX files, uint8 arrays), None when not known (floats, resized images)
     """
 
-    x_train: Tensor
-    x_test: Tensor
+    x_train: Tensor | ByteRows
+    x_test: Tensor | ByteRows
     y_train: Tensor | None
     y_test: Tensor | None
     image_shape: tuple[int, int, int] | None
@@ -93,7 +96,8 @@ class Data:
     def describe(self) -> str:
         """One line: sizes, shape and value range, for the user to check before training."""
         shape = "x".join(map(str, self.image_shape or (self.x_train.shape[1],)))
-        lo, hi = float(self.x_train.min()), float(self.x_train.max())
+        x = self.x_train
+        lo, hi = x.value_range() if isinstance(x, ByteRows) else (float(x.min()), float(x.max()))
         if self.y_train is None:
             labels = ""
         elif self.y_train.ndim == 2:
@@ -513,10 +517,11 @@ def _read_npz(f: io.BufferedIOBase, path: Path) -> np.ndarray | Data:
 
 def read_file(
     path: str | Path, resize: tuple[int, int] | None = None
-) -> tuple[Tensor, Tensor | None, tuple[int, int, int] | None] | Data:
+) -> tuple[Tensor | ByteRows, Tensor | None, tuple[int, int, int] | None] | Data:
     """Every row of a user's ``.npy``, ``.npz``, ``.csv`` file or image folder.
 
-    Returns ``(rows (n, d), labels (n,) or None, image shape or None)``, or a
+    Returns ``(rows (n, d), labels (n,) or None, image shape or None)`` (the rows of an ``.npy``
+    file of uint8 images memory-mapped as :class:`~vaekit.byterows.ByteRows`), or a
     :class:`Data` when an ``.npz`` file holds its own ``x_train``/``x_test`` splits.
     """
     path = Path(path)
@@ -533,6 +538,9 @@ def read_file(
         elif path.suffix in SIGNATURES:
             with storage.open_regular(path) as f:
                 _check_signature(f, path)
+                mapped = byterows.open_npy(path) if path.suffix == ".npy" else None
+                if mapped is not None:  # uint8 images: read a minibatch at a time
+                    return mapped[0], None, mapped[1]
                 if path.suffix == ".npy":
                     _check_npy_header(f, str(path), os.fstat(f.fileno()).st_size)
                     x = np.load(f, allow_pickle=False)
@@ -631,6 +639,8 @@ def load_rows(
     return found
 
 
-def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One Bernoulli draw per pixel with P(1) = x, for x in [0, 1]."""
+def binarize(x: Tensor | ByteRows, generator: torch.Generator | None = None) -> Tensor | ByteRows:
+    """One Bernoulli draw per pixel with P(1) = x, for x in [0, 1] (byte rows: a block at a time)."""
+    if isinstance(x, ByteRows):
+        return x.binarized(generator or torch.Generator().manual_seed(torch.seed()))
     return torch.bernoulli(x, generator=generator)

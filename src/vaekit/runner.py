@@ -110,7 +110,7 @@ def train_into(
         if board is not None:
             board.close()
     vae.save(run.folder)
-    return plots.write_pictures(vae, run.folder, data.x_test.numpy(), y_test)
+    return plots.write_pictures(vae, run.folder, data.x_test[: plots.PICTURE_ROWS].numpy(), y_test)
 
 
 def _interrupted(run: Run, resume_command: str) -> str:

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from vaekit import fused
+from vaekit.byterows import ByteRows, gather, on_device
 from vaekit.config import TrainConfig
 from vaekit.data import binarize
 from vaekit.errors import VaekitError
@@ -177,7 +178,7 @@ class Trainer:
             self._check_bad_steps()
         return terms
 
-    def batches(self, x: Tensor, y: Tensor | None) -> Iterator[tuple[Tensor, Tensor | None]]:
+    def batches(self, x: Tensor | ByteRows, y: Tensor | None) -> Iterator[tuple[Tensor, Tensor | None]]:
         """The epoch's remaining global minibatches: a fresh permutation at its start, then
         gathered a batch at a time."""
         if self._perm is None:
@@ -189,11 +190,11 @@ class Trainer:
             )
         size = self.config.batch_size
         for i in range(self._batch * size, len(x), size):
-            idx = self._perm[i : i + size]  # index_select: 2-3x faster than x[idx] (a general gather)
-            yield x.index_select(0, idx), (y.index_select(0, idx) if y is not None else None)
+            idx = self._perm[i : i + size]
+            yield gather(x, idx), (y.index_select(0, idx) if y is not None else None)
 
     def train_epoch(
-        self, x: Tensor, y: Tensor | None = None, on_checkpoint: Callable[[], None] | None = None
+        self, x: Tensor | ByteRows, y: Tensor | None = None, on_checkpoint: Callable[[], None] | None = None
     ) -> dict[str, float]:
         """One pass over x ``(n, d)`` (or the rest of one, after a resume); returns its mean
         train ELBO, recon and KL (nats). Under torchrun the means are over all processes' shards
@@ -203,7 +204,7 @@ class Trainer:
             epoch and, once ``stop_requested`` is set, before KeyboardInterrupt is raised
         """
         start = time.perf_counter()
-        x = x.to(self.device)
+        x = on_device(x, self.device)
         y = y.to(self.device) if y is not None else None
         n_batches = -(-len(x) // self.config.batch_size)
         every = self.config.checkpoint_every
@@ -253,7 +254,7 @@ class Trainer:
 
     def fit(
         self,
-        x: Tensor,
+        x: Tensor | ByteRows,
         y: Tensor | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
         on_checkpoint: Callable[[], None] | None = None,
@@ -264,7 +265,7 @@ class Trainer:
             ``on_epoch_end``, and before stopping with KeyboardInterrupt on ``stop_requested``
         """
         history = []
-        x = x.to(self.device)  # resident on the device for the whole run
+        x = on_device(x, self.device)  # resident on the device for the whole run (bytes: when they fit)
         y = y.to(self.device) if y is not None else None
         while self.epoch < self.config.epochs:
             row = self.train_epoch(x, y, on_checkpoint)
