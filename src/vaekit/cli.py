@@ -20,7 +20,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vaekit import __version__, checkpoint, export, parallel, plots, reproduce, runs, storage, tensorboard
+from vaekit import (
+    __version__,
+    checkpoint,
+    export,
+    imagecache,
+    parallel,
+    plots,
+    reproduce,
+    runs,
+    storage,
+    tensorboard,
+)
 from vaekit.conditions import label_index
 from vaekit.config import CONDITIONAL_LATENT_DIM, SPLIT_SEED, ModelConfig, TrainConfig, choices_of
 from vaekit.data import DATASETS, data_spec, load_data, load_rows
@@ -55,6 +66,11 @@ def _size(text: str) -> tuple[int, int]:
             f"expected HxW such as 28x28, each from 1 to {MAX_SIDE}, got {text!r}"
         )
     return h, w
+
+
+def _crop(text: str) -> str | tuple[int, int]:
+    """--crop's value: 'square' or HxW."""
+    return imagecache.SQUARE if text == imagecache.SQUARE else _size(text)
 
 
 def _count(text: str) -> int:
@@ -173,6 +189,13 @@ def _parser() -> argparse.ArgumentParser:
         help="mnist, fashion-mnist, or a .npy/.npz/.csv file or image folder (default: mnist)",
     )
     p.add_argument("--resize", type=_size, help="resize images of a folder to HxW")
+    p.add_argument(
+        "--crop",
+        nargs="?",
+        const=imagecache.SQUARE,
+        type=_crop,
+        help="centre-crop images of a folder (before --resize): the largest square, or HxW",
+    )
     p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/DATA-TIME)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
     p.add_argument(
@@ -317,7 +340,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     config = run.read_config()
     try:
         params, source = dict(config["params"]), dict(config["source"])
-        saved = {**params, "data": source["data"], "resize": source["resize"]}
+        saved = {**params, "data": source["data"], "resize": source["resize"], "crop": source.get("crop")}
         unknown = sorted(set(params) - set(VAE().get_params()))
     except (KeyError, TypeError, ValueError) as e:
         raise VaekitError(f"{config_path}: not the config of a vaekit train run ({e})") from e
@@ -326,7 +349,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     resize = source["resize"]
     if not isinstance(source["data"], str) or not (resize is None or _is_size(resize)):
         raise VaekitError(f"{config_path}: its source {source} is not a data set and size")
-    given = {**_flag_params(args), "data": args.data, "resize": args.resize}
+    given = {**_flag_params(args), "data": args.data, "resize": args.resize, "crop": args.crop}
     for name, value in given.items():
         if value is None or name in (*checkpoint.RESUMABLE_CHANGES, checkpoint.EXTENDABLE):
             continue
@@ -344,6 +367,15 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     return run, params, source
 
 
+def _as_crop(value: object) -> str | tuple[int, int] | None:
+    """A run's recorded crop ('square' or [H, W]) as --crop gives it; None when it has none."""
+    if value == imagecache.SQUARE or value is None:
+        return value  # type: ignore[return-value]
+    if not _is_size(value):
+        raise VaekitError(f"the run's data record has crop {value!r}, not 'square' or [H, W]")
+    return (int(value[0]), int(value[1]))  # type: ignore[index]
+
+
 def _is_size(value: object) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)
 
@@ -359,6 +391,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             params.setdefault("latent_dim", CONDITIONAL_LATENT_DIM)
         resize = list(args.resize) if args.resize else None
         source = {"data": data_spec(args.data or "mnist"), "resize": resize}
+        if args.crop:  # recorded only when given: configs of runs without it stay as they were
+            source["crop"] = list(args.crop) if isinstance(args.crop, tuple) else args.crop
     params["verbose"] = not args.quiet
     vae = VAE(**params)
     vae.configs()  # validate the flags before touching disk
@@ -377,7 +411,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     with run.lock() if writes else nullcontext():
         try:
             resize = tuple(source["resize"]) if source["resize"] else None
-            data = load_data(source["data"], resize=resize, seed=vae.seed + SPLIT_SEED)  # type: ignore[arg-type]
+            crop = _as_crop(source.get("crop"))
+            data = load_data(source["data"], resize=resize, seed=vae.seed + SPLIT_SEED, crop=crop)  # type: ignore[arg-type]
         except (VaekitError, KeyboardInterrupt):
             run.discard_if_empty()
             raise
@@ -443,7 +478,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     shape = _require_images(vae, args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae))
+    x, y, _ = load_rows(args.data, _run_resize(vae), _as_crop((vae.source_ or {}).get("crop")))
     x, y = vae.check_data(x[: args.n], what=args.data).numpy(), labels(vae, y, args.data)
     picture = plots.reconstruction_grid(x, vae.reconstruct(x, y[: args.n] if y is not None else None), shape)
     print(plots.save_png(picture, args.out))
@@ -451,7 +486,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def cmd_encode(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae))
+    x, y, _ = load_rows(args.data, _run_resize(vae), _as_crop((vae.source_ or {}).get("crop")))
     z = vae.transform(vae.check_data(x, what=args.data), labels(vae, y, args.data))
     _write_array(args.out, z, "z")
     print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
@@ -497,7 +532,8 @@ def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str, int | None]:
     spec = spec or source.get("data")
     if not isinstance(spec, str):
         raise VaekitError("the run does not record its training data; pass --data")
-    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed + SPLIT_SEED)
+    crop = _as_crop(source.get("crop"))
+    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed + SPLIT_SEED, crop=crop)
     if own and source.get("sha256") not in (None, runs.digest(data.x_train)):
         raise VaekitError(
             f"{spec}: changed since the run trained on it (the SHA-256 of its training split differs), "
@@ -528,7 +564,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae))
+    x, y, _ = load_rows(args.data, _run_resize(vae), _as_crop((vae.source_ or {}).get("crop")))
     x, y = _targets(vae, x, y, args.n, args.data)
     x = vae.eval_targets(x, args.data)
     nll = -vae.score_samples(x, args.k, y=y).astype(np.float64)

@@ -24,6 +24,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import torch
 from PIL import Image, ImageMode, UnidentifiedImageError
 from torch import Tensor
 
-from vaekit import byterows, conditions, limits, storage
+from vaekit import byterows, conditions, imagecache, limits, storage
 from vaekit.byterows import ByteRows
 from vaekit.errors import VaekitError
 
@@ -339,8 +340,11 @@ def _most_cells(f: io.BufferedIOBase) -> int:
     return cells
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(path: Path, draft: Callable[[int, int], tuple[int, int] | None] | None = None) -> Image.Image:
     """The image in a file, with 16-bit grey turned into mode F holding values in [0, 1].
+
+    draft : (W, H) -> the smallest (W, H) a JPEG of that size may be decoded at (``Image.draft``:
+        a scale of 1/2, 1/4 or 1/8 chosen by the decoder, keeping at least that size), or None
 
     (Pillow clips 16-bit modes to 8 bits when converting them, and some of them when resizing.)
     Images of other than 8 or 16 bits per value (mode F, or I beyond 16 bits) are refused: the
@@ -353,6 +357,9 @@ def _open_image(path: Path) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(f) as im:
                 limits.check_image(path, im.height, im.width)
+                reduced = draft(im.width, im.height) if draft is not None and im.format == "JPEG" else None
+                if reduced is not None:
+                    im.draft(im.mode, reduced)
                 im.load()
     except Image.DecompressionBombError as e:  # over twice Pillow's limit: refused by Image.open itself
         pixels = re.search(r"\((\d+) pixels\)", str(e))
@@ -383,21 +390,23 @@ def _pixels(im: Image.Image, colour: bool) -> np.ndarray:
     return np.asarray(im.convert("RGB" if colour else "L"), dtype=np.float32) / 255
 
 
-def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """All PNG/JPEG files below ``folder``; sub-folder names become labels when there are several.
+def _read_image_folder(
+    folder: Path, files: list[Path], resize: tuple[int, int] | None, crop: imagecache.Crop | None
+) -> np.ndarray:
+    """The images ``files`` below ``folder`` (any of them 16-bit: 8-bit folders are cached as bytes,
+    :mod:`vaekit.imagecache`), centre-cropped and resized as asked.
 
     Returns float32 pixels in [0, 1], (N, H, W) when every image is grey, else (N, H, W, 3) RGB,
-    each image scaled by its own bit depth (255 for 8-bit, 65535 for 16-bit), and (N,) labels or None.
+    each image scaled by its own bit depth (255 for 8-bit, 65535 for 16-bit).
     """
-    files = _image_files(folder)
-    if not files:
-        raise VaekitError(f"{folder}: holds no .png or .jpg images")
     # one image decoded at a time, resized before the next: memory holds the resized images and one
     # at full size, and their number of values is checked as it grows
     images, pixels, colour = [], 0, False
     for p in files:
         im = _open_image(p)
         colour = colour or im.mode not in ("1", "L", "F")
+        if crop is not None:
+            im = im.crop(imagecache.crop_box(im.width, im.height, crop))
         if resize is not None:
             im = im.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
         images.append(im)
@@ -412,10 +421,13 @@ def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np
             f"{sorted(f'{h}x{w}' for w, h in sizes)[:3]} (HxW)...; "
             "pass --resize HxW to resize them"
         )
-    x = np.stack([_pixels(im, colour) for im in images])
+    return np.stack([_pixels(im, colour) for im in images])
+
+
+def _folder_labels(files: list[Path]) -> np.ndarray | None:
+    """(N,) labels of the images: the index of each one's sub-folder, when there are several."""
     classes = sorted({p.parent for p in files})
-    y = np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
-    return x, y
+    return np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -516,7 +528,7 @@ def _read_npz(f: io.BufferedIOBase, path: Path) -> np.ndarray | Data:
 
 
 def read_file(
-    path: str | Path, resize: tuple[int, int] | None = None
+    path: str | Path, resize: tuple[int, int] | None = None, crop: imagecache.Crop | None = None
 ) -> tuple[Tensor | ByteRows, Tensor | None, tuple[int, int, int] | None] | Data:
     """Every row of a user's ``.npy``, ``.npz``, ``.csv`` file or image folder.
 
@@ -534,7 +546,15 @@ def read_file(
     y: np.ndarray | None = None
     try:
         if is_folder:
-            x, y = _read_image_folder(path, resize)
+            files = _image_files(path)
+            if not files:
+                raise VaekitError(f"{path}: holds no .png or .jpg images")
+            y = _folder_labels(files)
+            labels = torch.from_numpy(y.astype(np.int64)) if y is not None else None
+            cached = imagecache.cached_folder(path, files, _open_image, resize, crop)
+            if cached is not None:  # 8-bit images: decoded once, then mapped
+                return cached[0], labels, cached[1]
+            x = _read_image_folder(path, files, resize, crop)
         elif path.suffix in SIGNATURES:
             with storage.open_regular(path) as f:
                 _check_signature(f, path)
@@ -559,14 +579,19 @@ def read_file(
     return rows, (torch.from_numpy(y.astype(np.int64)) if y is not None else None), shape
 
 
-def load_file(path: str | Path, resize: tuple[int, int] | None = None, seed: int = 0) -> Data:
+def load_file(
+    path: str | Path,
+    resize: tuple[int, int] | None = None,
+    seed: int = 0,
+    crop: imagecache.Crop | None = None,
+) -> Data:
     """A user's data with train and test splits.
 
     An ``.npz`` with ``x_train`` and ``x_test`` (and optionally ``y_train``,
     ``y_test``) keeps its splits; any other file has 10% of its rows held out
     (seeded) as the test split. See :func:`read_file` for the formats.
     """
-    found = read_file(path, resize)
+    found = read_file(path, resize, crop)
     if isinstance(found, Data):
         return found
     rows, labels, shape = found
@@ -622,18 +647,23 @@ def data_spec(spec: str) -> str:
     return spec if spec in DATASETS else str(Path(spec).resolve())
 
 
-def load_data(spec: str | Path, resize: tuple[int, int] | None = None, seed: int = 0) -> Data:
+def load_data(
+    spec: str | Path,
+    resize: tuple[int, int] | None = None,
+    seed: int = 0,
+    crop: imagecache.Crop | None = None,
+) -> Data:
     """A named data set (``mnist``, ``fashion-mnist``) or a path to a user's file or folder."""
     if str(spec) in DATASETS:
         return DATASETS[str(spec)]()
-    return load_file(spec, resize=resize, seed=seed)
+    return load_file(spec, resize=resize, seed=seed, crop=crop)
 
 
 def load_rows(
-    spec: str | Path, resize: tuple[int, int] | None = None
-) -> tuple[Tensor, Tensor | None, tuple[int, int, int] | None]:
+    spec: str | Path, resize: tuple[int, int] | None = None, crop: imagecache.Crop | None = None
+) -> tuple[Tensor | ByteRows, Tensor | None, tuple[int, int, int] | None]:
     """Rows to encode or reconstruct: a named data set's test split, or every row of a file."""
-    found = DATASETS[str(spec)]() if str(spec) in DATASETS else read_file(spec, resize)
+    found = DATASETS[str(spec)]() if str(spec) in DATASETS else read_file(spec, resize, crop)
     if isinstance(found, Data):
         return found.x_test, found.y_test, found.image_shape
     return found
