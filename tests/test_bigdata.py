@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vaekit import VAE, imagecache
+from vaekit import VAE, VaekitError, cifar, imagecache
 from vaekit.byterows import ByteRows
-from vaekit.data import as_rows, load_file, read_file
+from vaekit.data import as_rows, load_cifar10, load_file, read_file
 
 RNG = np.random.default_rng(0)
 
@@ -119,3 +119,69 @@ def test_png_folders_keep_their_old_float_values(tmp_path):
     expected = np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 255 for p in files])
     assert shape == (1, 5, 4) and labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert np.array_equal(rows.to("cpu").numpy(), expected.reshape(6, -1))
+
+
+# ---------------------------------------------------------------------------- CIFAR-10
+
+
+def _fake_cifar(path, n=4):
+    """An archive in the binary release's format with n records per batch file; returns its arrays."""
+    import io
+    import tarfile
+
+    files = {}
+    for name in (*cifar.TRAIN_FILES, *cifar.TEST_FILES):
+        labels = RNG.integers(0, 10, n, dtype=np.uint8)
+        pixels = RNG.integers(0, 256, (n, 3072), dtype=np.uint8)
+        files[name] = (np.column_stack([labels, pixels]).tobytes(), pixels, labels)
+    names = b"airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, raw in [*((k, v[0]) for k, v in files.items()), (cifar.META, names)]:
+            info = tarfile.TarInfo(f"{cifar.FOLDER}/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return files
+
+
+@pytest.fixture
+def cifar_server(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    files = _fake_cifar(served / cifar.ARCHIVE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/{cifar.ARCHIVE}", served / cifar.ARCHIVE, files
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_cifar10_downloads_checked_then_reads_the_cache_without_unpickling(
+    cifar_server, image_cache, monkeypatch
+):
+    url, archive, files = cifar_server
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.setattr(cifar, "MD5", cifar._md5(archive))
+    first = load_cifar10(url)
+    assert (image_cache / cifar.ARCHIVE).exists() and not list(image_cache.glob(".*part"))
+    train_pixels = np.concatenate([files[n][1] for n in cifar.TRAIN_FILES])
+    assert torch.equal(first.x_train.to("cpu"), torch.from_numpy(train_pixels).float() / 255)
+    assert first.y_test.tolist() == files["test_batch.bin"][2].tolist()
+    assert first.image_shape == (3, 32, 32) and first.classes[0] == "airplane" and len(first.classes) == 10
+    again = load_cifar10("http://127.0.0.1:9/")  # the discard port: only the cache can answer
+    assert torch.equal(again.x_test.to("cpu"), first.x_test.to("cpu"))
+
+
+def test_a_cifar10_download_with_the_wrong_checksum_is_refused_and_not_kept(
+    cifar_server, image_cache, monkeypatch
+):
+    url, _, _ = cifar_server
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    with pytest.raises(VaekitError, match="checksum mismatch"):
+        load_cifar10(url)
+    assert not (image_cache / cifar.ARCHIVE).exists() and not list(image_cache.glob(".*"))

@@ -65,6 +65,9 @@ class ByteRows:
     def shape(self) -> tuple[int, int]:
         return (len(self), int(self.array.shape[1]))
 
+    dtype = torch.float32  # of the rows these bytes stand for
+    ndim = 2
+
     @property
     def nbytes(self) -> int:
         return len(self) * self.shape[1]

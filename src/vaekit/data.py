@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageMode, UnidentifiedImageError
 from torch import Tensor
 
-from vaekit import byterows, conditions, imagecache, limits, storage
+from vaekit import byterows, cifar, conditions, imagecache, limits, storage
 from vaekit.byterows import ByteRows
 from vaekit.errors import VaekitError
 
@@ -638,7 +638,23 @@ def _npz_with_splits(path: Path, arrays: dict[str, np.ndarray]) -> Data:
     return Data(x_train, x_test, y_train, y_test, shape, str(path), levels)
 
 
-DATASETS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
+def load_cifar10(url: str = cifar.URL) -> Data:
+    """CIFAR-10 (50,000 train and 10,000 test RGB images, 32x32, 10 classes) as bytes in memory
+    (:mod:`vaekit.cifar`: the binary release, from ``$VAEKIT_DATA``, the cache, or a checked download)."""
+    arrays, classes, where = cifar.read_cifar10(url)
+    return Data(
+        x_train=ByteRows(arrays["x_train"], source=where),
+        x_test=ByteRows(arrays["x_test"], source=where),
+        y_train=torch.from_numpy(arrays["y_train"]),
+        y_test=torch.from_numpy(arrays["y_test"]),
+        image_shape=cifar.SHAPE,
+        source=f"cifar10 ({where})",
+        levels=BYTE_LEVELS,
+        classes=tuple(classes),
+    )
+
+
+DATASETS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
 
 def data_spec(spec: str) -> str:
