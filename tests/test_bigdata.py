@@ -185,3 +185,10 @@ def test_a_cifar10_download_with_the_wrong_checksum_is_refused_and_not_kept(
     with pytest.raises(VaekitError, match="checksum mismatch"):
         load_cifar10(url)
     assert not (image_cache / cifar.ARCHIVE).exists() and not list(image_cache.glob(".*"))
+
+
+def test_bf16_is_refused_on_a_cpu_with_one_line():
+    with pytest.raises(VaekitError, match=r"^precision 'bf16' is for CUDA GPUs; on cpu use float32$"):
+        VAE(precision="bf16", epochs=1).fit(RNG.random((20, 4)))
+    with pytest.raises(VaekitError, match="precision must be one of"):
+        VAE(precision="fp8").configs()

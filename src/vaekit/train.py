@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vaekit import fused
+from vaekit import fused, precision
 from vaekit.byterows import ByteRows, gather, on_device
 from vaekit.config import TrainConfig
 from vaekit.data import binarize
@@ -60,8 +60,9 @@ class Objective(nn.Module):
         self.module, self.config = module, config
 
     def forward(self, x: Tensor, y: Tensor | None, eps: Tensor, step: int) -> tuple[Tensor, Tensor, Tensor]:
-        loss, terms = training_loss(self.module, x, y, self.config, step, eps=eps)
-        return loss, terms.recon, terms.kl
+        with precision.autocast(self.config.precision, x.device):
+            loss, terms = training_loss(self.module, x, y, self.config, step, eps=eps)
+        return loss.float(), terms.recon.float(), terms.kl.float()  # reported in float32
 
 
 class Trainer:
@@ -74,6 +75,7 @@ class Trainer:
 
     def __init__(self, module: VAEModule, config: TrainConfig) -> None:
         self.device = resolve_device(config.device)
+        precision.check(config.precision, self.device)
         self.rank, self.world = process_group(self.device)
         self.module, self.config = module.to(self.device), config
         # every parameter a view of one buffer: one optimiser kernel and one finiteness check per step
@@ -99,7 +101,12 @@ class Trainer:
             objective = torch.compile(objective, mode=_compile_mode(self.device))
         self.objective = objective
         # the hand-derived backward of vaekit.fused where it computes exactly the same (one process)
-        self.fused = fused.supports(module, config) and self.world == 1 and not config.compile
+        self.fused = (
+            fused.supports(module, config)
+            and self.world == 1
+            and not config.compile
+            and precision.AUTOCAST[config.precision] is None
+        )
 
     def _step(self, x: Tensor, y: Tensor | None) -> ELBOTerms:
         """One optimiser step on the global minibatch x ``(m, d)``; no host synchronisation.
