@@ -139,7 +139,7 @@ class ByteRows:
             self._rows_tensor = torch.from_numpy(self.rows).to(device)
         return self._rows_tensor
 
-    def to(self, device: torch.device | str) -> Tensor:
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Tensor:
         """All these rows as float32 on ``device``, as a float tensor's ``.to`` would give them."""
         limits.check_data(self.source, self.nbytes, 4 * self.nbytes, "would hold as float32 rows")
         return self.values(

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import secrets
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,11 +68,12 @@ def _headers(files: list[Path]) -> tuple[bool, set[tuple[int, int]]] | None:
     colour, sizes = False, set()
     for p in files:
         try:
-            with storage.open_regular(p) as f, Image.open(f) as im:
+            with storage.open_regular(p) as f, warnings.catch_warnings(), Image.open(f) as im:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 if ImageMode.getmode(im.mode).typestr not in ("|u1", "|b1"):  # 16-bit, 32-bit, float
                     return None
                 colour, sizes = colour or im.mode not in GREY_MODES, sizes | {im.size}
-        except (OSError, UnidentifiedImageError, ValueError, VaekitError):
+        except (OSError, UnidentifiedImageError, ValueError, VaekitError, Image.DecompressionBombError):
             return None
     return colour, sizes
 
