@@ -173,7 +173,8 @@ def _build(
     try:
         with open(tmp, "xb") as f:
             np.lib.format.write_array_header_1_0(f, header)
-            bar = tqdm(files, disable=not progress, unit="image", desc=f"caching {folder.name}")
+            # a bar on a terminal only (disable=None), so that errors stay one line in logs
+            bar = tqdm(files, disable=None if progress else True, unit="image", desc=f"caching {folder.name}")
             for p in bar:
                 pixels = _decode(p, opener, out, resize, crop, mode)
                 if pixels.shape != shape[1:]:

@@ -238,7 +238,10 @@ class Run:
             if params.get("device") == "cuda" and not torch.cuda.is_available():
                 params["device"] = "cpu"
             shape = config.get("image_shape")
-            cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
+            cond_dim = config.get("cond_dim", 0)
+            if not isinstance(cond_dim, int) or isinstance(cond_dim, bool):  # int() would take "20"
+                raise TypeError(f"cond_dim {cond_dim!r} is not an integer")
+            cond = (cond_dim, config.get("n_classes"))
             return ModelRecord(
                 params, config["n_features_in"], tuple(shape) if shape else None, cond, config.get("source")
             )
