@@ -27,6 +27,8 @@ from vaekit import limits, storage
 RELEASE_BYTES = 2**26
 #: rows per block of a pass over every row (digest, value range, materialising)
 BLOCK_ROWS = 4096
+#: bytes of a file the kernel may map at each page fault: a PMD-sized large folio of the page cache
+FAULT_AROUND = 2**21
 BYTE_MAX = 255  # the value of an 8-bit white
 
 
@@ -105,7 +107,10 @@ class ByteRows:
             order = np.argsort(rows, kind="stable")  # ascending offsets: sequential reads of the file
             out = np.empty((len(rows), self.array.shape[1]), np.uint8)
             out[order] = self.array[np.asarray(rows)[order]]
-        self._release_after(out.nbytes)
+        # a page fault maps the file's cached pages around it too (fault-around, or a whole large
+        # folio of the page cache, up to 2 MB): scattered rows are counted as that much each
+        mapped = out.nbytes if isinstance(rows, slice) else len(out) * max(out.shape[1], FAULT_AROUND)
+        self._release_after(mapped)
         return self._chw(torch.from_numpy(out))
 
     def _release_after(self, nbytes: int) -> None:
@@ -244,6 +249,7 @@ def open_npy(path: Path) -> tuple[ByteRows, tuple[int, int, int] | None] | None:
             return None  # the caller's reader says what is wrong
         limits.check_mapped(path, nbytes)
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mapped.madvise(mmap.MADV_RANDOM)  # minibatch rows are read in random order: no readahead
     array = np.frombuffer(mapped, np.uint8, count=nbytes, offset=offset).reshape(shape[0], -1)
     if len(shape) == 2:
         return ByteRows(array, mapped=mapped, source=str(path)), None
