@@ -3,7 +3,8 @@ float32 rows v / 255 a block at a time where they are used (a training minibatch
 
 A data set of 300,000 RGB images of 64x64 is 3.7 GB as bytes and 15 GB as float32 rows: held as
 :class:`ByteRows`, memory holds what a minibatch needs, and a memory-mapped file's pages are handed
-back to the kernel (``madvise(MADV_DONTNEED)``) after every :data:`RELEASE_BYTES` read, so that the
+back to the kernel (``madvise(MADV_DONTNEED)``) once :data:`RELEASE_BYTES` may be mapped (each
+scattered row counting as a :data:`FAULT_AROUND` folio: in effect every minibatch), so that the
 process's resident memory stays near that however much of the file an epoch reads. The float values
 are exactly those of :func:`vaekit.data.float_rows` (the same float32 division by 255).
 """
