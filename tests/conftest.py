@@ -4,6 +4,14 @@ import pytest
 from vaekit.data import load_mnist
 
 
+@pytest.fixture(autouse=True)
+def image_cache(tmp_path_factory, monkeypatch):
+    """Image-folder caches go to a temporary folder, not ~/.cache (vaekit.imagecache)."""
+    folder = tmp_path_factory.mktemp("vaekit-cache")  # one per test, apart from its tmp_path
+    monkeypatch.setenv("VAEKIT_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mnist():
     return load_mnist()

@@ -383,7 +383,7 @@ def test_a_data_link_to_dev_zero_is_refused_without_reading(hostile: Path) -> No
 
 PNG_FOLDER = (
     "import sys; from vaekit.data import read_file; "
-    "rows, _, shape = read_file(sys.argv[1], resize=(28, 28)); "
+    "rows, _, shape = read_file(sys.argv[1], resize=(28, 28)); rows = rows.to('cpu'); "
     "print(shape, tuple(rows.shape), rows[:, ::784].mul(255).round().unique().tolist())"
 )
 

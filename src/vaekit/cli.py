@@ -20,7 +20,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vaekit import __version__, checkpoint, export, parallel, plots, reproduce, runs, storage, tensorboard
+from vaekit import (
+    __version__,
+    checkpoint,
+    export,
+    imagecache,
+    parallel,
+    plots,
+    reproduce,
+    runs,
+    storage,
+    tensorboard,
+)
 from vaekit.conditions import label_index
 from vaekit.config import CONDITIONAL_LATENT_DIM, SPLIT_SEED, ModelConfig, TrainConfig, choices_of
 from vaekit.data import DATASETS, data_spec, load_data, load_rows
@@ -55,6 +66,11 @@ def _size(text: str) -> tuple[int, int]:
             f"expected HxW such as 28x28, each from 1 to {MAX_SIDE}, got {text!r}"
         )
     return h, w
+
+
+def _crop(text: str) -> str | tuple[int, int]:
+    """--crop's value: 'square' or HxW."""
+    return imagecache.SQUARE if text == imagecache.SQUARE else _size(text)
 
 
 def _count(text: str) -> int:
@@ -177,6 +193,13 @@ def _parser() -> argparse.ArgumentParser:
         "--label-column",
         metavar="NAME",
         help="the column of a CSV file's header holding class labels 0, 1, ... (not a feature then)",
+    )
+    p.add_argument(
+        "--crop",
+        nargs="?",
+        const=imagecache.SQUARE,
+        type=_crop,
+        help="centre-crop images of a folder (before --resize): the largest square, or HxW",
     )
     p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/DATA-TIME)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
@@ -340,7 +363,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     config = run.read_config()
     try:
         params, source = dict(config["params"]), dict(config["source"])
-        saved = {**params, "data": source["data"], "resize": source["resize"]}
+        saved = {**params, "data": source["data"], "resize": source["resize"], "crop": source.get("crop")}
         saved["label_column"] = source.get("label_column")
         unknown = sorted(set(params) - set(VAE().get_params()))
     except (KeyError, TypeError, ValueError) as e:
@@ -350,7 +373,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     resize = source["resize"]
     if not isinstance(source["data"], str) or not (resize is None or _is_size(resize)):
         raise VaekitError(f"{config_path}: its source {source} is not a data set and size")
-    given = {**_flag_params(args), "data": args.data, "resize": args.resize}
+    given = {**_flag_params(args), "data": args.data, "resize": args.resize, "crop": args.crop}
     given["label_column"] = args.label_column
     for name, value in given.items():
         if value is None or name in (*checkpoint.RESUMABLE_CHANGES, checkpoint.EXTENDABLE):
@@ -367,6 +390,15 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     if isinstance(params.get("hidden"), list):
         params["hidden"] = tuple(params["hidden"])
     return run, params, source
+
+
+def _as_crop(value: object) -> str | tuple[int, int] | None:
+    """A run's recorded crop ('square' or [H, W]) as --crop gives it; None when it has none."""
+    if value == imagecache.SQUARE or value is None:
+        return value  # type: ignore[return-value]
+    if not _is_size(value):
+        raise VaekitError(f"the run's data record has crop {value!r}, not 'square' or [H, W]")
+    return (int(value[0]), int(value[1]))  # type: ignore[index]
 
 
 def _is_size(value: object) -> bool:
@@ -386,6 +418,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         source = {"data": data_spec(args.data or "mnist"), "resize": resize}
         if args.label_column is not None:
             source["label_column"] = args.label_column
+        if args.crop:  # recorded only when given: configs of runs without it stay as they were
+            source["crop"] = list(args.crop) if isinstance(args.crop, tuple) else args.crop
     params["verbose"] = not args.quiet
     vae = VAE(**params)
     vae.configs()  # validate the flags before touching disk
@@ -404,8 +438,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     with run.lock() if writes else nullcontext():
         try:
             resize = tuple(source["resize"]) if source["resize"] else None
-            seed, column = vae.seed + SPLIT_SEED, source.get("label_column")
-            data = load_data(source["data"], resize=resize, seed=seed, label_column=column)  # type: ignore[arg-type]
+            reading = {"crop": _as_crop(source.get("crop")), "label_column": source.get("label_column")}
+            data = load_data(source["data"], resize=resize, seed=vae.seed + SPLIT_SEED, **reading)  # type: ignore[arg-type]
         except (VaekitError, KeyboardInterrupt):
             run.discard_if_empty()
             raise
@@ -471,7 +505,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
     shape = _require_images(vae, args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae), _run_label_column(vae, args.data))
+    x, y, _ = load_rows(args.data, _run_resize(vae), **_reading(vae, args.data))
     x, y = vae.check_data(x[: args.n], what=args.data).numpy(), labels(vae, y, args.data)
     picture = plots.reconstruction_grid(x, vae.reconstruct(x, y[: args.n] if y is not None else None), shape)
     print(plots.save_png(picture, args.out))
@@ -479,7 +513,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def cmd_encode(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae), _run_label_column(vae, args.data))
+    x, y, _ = load_rows(args.data, _run_resize(vae), **_reading(vae, args.data))
     z = vae.transform(vae.check_data(x, what=args.data), labels(vae, y, args.data))
     _write_array(args.out, z, "z")
     print(f"{args.out}: {z.shape[0]} latents of size {z.shape[1]}")
@@ -516,9 +550,12 @@ def _run_resize(vae: VAE) -> tuple[int, int] | None:
     return (int(resize[0]), int(resize[1])) if _is_size(resize) else None
 
 
-def _run_label_column(vae: VAE, spec: str) -> str | None:
-    """The CSV column the run took its labels from, for a CSV file ``spec`` (other data have none)."""
-    return (vae.source_ or {}).get("label_column") if Path(spec).suffix == ".csv" else None
+def _reading(vae: VAE, spec: str) -> dict[str, Any]:
+    """How the run read its data, to read ``spec`` the same way: its crop, and the CSV column it
+    took its labels from (for a CSV file ``spec``; other data have none)."""
+    source = vae.source_ or {}
+    column = source.get("label_column") if Path(spec).suffix == ".csv" else None
+    return {"crop": _as_crop(source.get("crop")), "label_column": column}
 
 
 def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str, int | None]:
@@ -530,8 +567,7 @@ def _test_split(vae: VAE, spec: str | None) -> tuple[Any, Any, str, int | None]:
     spec = spec or source.get("data")
     if not isinstance(spec, str):
         raise VaekitError("the run does not record its training data; pass --data")
-    column = _run_label_column(vae, spec)
-    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed + SPLIT_SEED, label_column=column)
+    data = load_data(spec, resize=_run_resize(vae), seed=vae.seed + SPLIT_SEED, **_reading(vae, spec))
     if own and source.get("sha256") not in (None, runs.digest(data.x_train)):
         raise VaekitError(
             f"{spec}: changed since the run trained on it (the SHA-256 of its training split differs), "
@@ -562,7 +598,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     vae = VAE.load(args.run)
-    x, y, _ = load_rows(args.data, _run_resize(vae), _run_label_column(vae, args.data))
+    x, y, _ = load_rows(args.data, _run_resize(vae), **_reading(vae, args.data))
     x, y = _targets(vae, x, y, args.n, args.data)
     x = vae.eval_targets(x, args.data)
     nll = -vae.score_samples(x, args.k, y=y).astype(np.float64)

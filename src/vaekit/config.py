@@ -23,6 +23,7 @@ from vaekit.likelihoods import LIKELIHOODS
 from vaekit.networks import ACTIVATIONS, ARCHITECTURES, check_architecture
 from vaekit.objectives import OBJECTIVES
 from vaekit.optim import LR_SCHEDULES, OPTIMIZERS
+from vaekit.precision import Precision
 
 Estimator = Literal["analytic", "mc"]
 Binarize = Literal["none", "static", "dynamic"]
@@ -173,6 +174,9 @@ class TrainConfig:
     verbose: bool = option(False, "show a progress bar with the running ELBO", flag=False)
     device: Device = option("cpu", "where data and model live while training ('auto': cuda if available)")
     compile: bool = option(False, "torch.compile the objective (CUDA graphs on a GPU)")
+    precision: Precision = option(
+        "float32", "bf16: autocast the networks to bfloat16 (CUDA only; numbers in float32)"
+    )
     checkpoint_every: int = option(500, "optimiser steps between checkpoints of a run folder (0: epoch ends)")
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,8 @@ import torch
 from PIL import Image, ImageMode, UnidentifiedImageError
 from torch import Tensor
 
-from vaekit import conditions, limits, storage
+from vaekit import byterows, cifar, conditions, imagecache, limits, storage
+from vaekit.byterows import ByteRows
 from vaekit.errors import VaekitError
 
 IDX_FILES = {
@@ -73,7 +75,9 @@ TEST_FRACTION = 0.1  # held out as the test split of a user's file that has none
 class Data:
     """A data set with train and test splits.
 
-    x_train, x_test : (n, d) float32 tensors; images flattened in (C, H, W) order
+    x_train, x_test : (n, d) float32 tensors, or :class:`~vaekit.byterows.ByteRows` (8-bit values
+                      kept as bytes, perhaps memory-mapped, turned into float32 a minibatch at a
+                      time); images flattened in (C, H, W) order
     y_train, y_test : (n,) int64 class labels, (n, c) float32 condition vectors, or None
     image_shape     : (C, H, W) when the rows are images, else None
     source          : where it was read from
@@ -81,8 +85,8 @@ class Data:
                       (IDX files, uint8 arrays), None when not known (floats, resized images)
     """
 
-    x_train: Tensor
-    x_test: Tensor
+    x_train: Tensor | ByteRows
+    x_test: Tensor | ByteRows
     y_train: Tensor | None
     y_test: Tensor | None
     image_shape: tuple[int, int, int] | None
@@ -93,7 +97,8 @@ class Data:
     def describe(self) -> str:
         """One line: sizes, shape and value range, for the user to check before training."""
         shape = "x".join(map(str, self.image_shape or (self.x_train.shape[1],)))
-        lo, hi = float(self.x_train.min()), float(self.x_train.max())
+        x = self.x_train
+        lo, hi = x.value_range() if isinstance(x, ByteRows) else (float(x.min()), float(x.max()))
         if self.y_train is None:
             labels = ""
         elif self.y_train.ndim == 2:
@@ -349,8 +354,11 @@ def _most_cells(f: io.BufferedIOBase) -> int:
     return cells
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(path: Path, draft: Callable[[int, int], tuple[int, int] | None] | None = None) -> Image.Image:
     """The image in a file, with 16-bit grey turned into mode F holding values in [0, 1].
+
+    draft : (W, H) -> the smallest (W, H) a JPEG of that size may be decoded at (``Image.draft``:
+        a scale of 1/2, 1/4 or 1/8 chosen by the decoder, keeping at least that size), or None
 
     (Pillow clips 16-bit modes to 8 bits when converting them, and some of them when resizing.)
     Images of other than 8 or 16 bits per value (mode F, or I beyond 16 bits) are refused: the
@@ -363,6 +371,9 @@ def _open_image(path: Path) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(f) as im:
                 limits.check_image(path, im.height, im.width)
+                reduced = draft(im.width, im.height) if draft is not None and im.format == "JPEG" else None
+                if reduced is not None:
+                    im.draft(im.mode, reduced)
                 im.load()
     except Image.DecompressionBombError as e:  # over twice Pillow's limit: refused by Image.open itself
         pixels = re.search(r"\((\d+) pixels\)", str(e))
@@ -393,21 +404,23 @@ def _pixels(im: Image.Image, colour: bool) -> np.ndarray:
     return np.asarray(im.convert("RGB" if colour else "L"), dtype=np.float32) / 255
 
 
-def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """All PNG/JPEG files below ``folder``; sub-folder names become labels when there are several.
+def _read_image_folder(
+    folder: Path, files: list[Path], resize: tuple[int, int] | None, crop: imagecache.Crop | None
+) -> np.ndarray:
+    """The images ``files`` below ``folder`` (any of them 16-bit: 8-bit folders are cached as bytes,
+    :mod:`vaekit.imagecache`), centre-cropped and resized as asked.
 
     Returns float32 pixels in [0, 1], (N, H, W) when every image is grey, else (N, H, W, 3) RGB,
-    each image scaled by its own bit depth (255 for 8-bit, 65535 for 16-bit), and (N,) labels or None.
+    each image scaled by its own bit depth (255 for 8-bit, 65535 for 16-bit).
     """
-    files = _image_files(folder)
-    if not files:
-        raise VaekitError(f"{folder}: holds no .png or .jpg images")
     # one image decoded at a time, resized before the next: memory holds the resized images and one
     # at full size, and their number of values is checked as it grows
     images, pixels, colour = [], 0, False
     for p in files:
         im = _open_image(p)
         colour = colour or im.mode not in ("1", "L", "F")
+        if crop is not None:
+            im = im.crop(imagecache.crop_box(im.width, im.height, crop))
         if resize is not None:
             im = im.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
         images.append(im)
@@ -422,10 +435,13 @@ def _read_image_folder(folder: Path, resize: tuple[int, int] | None) -> tuple[np
             f"{sorted(f'{h}x{w}' for w, h in sizes)[:3]} (HxW)...; "
             "pass --resize HxW to resize them"
         )
-    x = np.stack([_pixels(im, colour) for im in images])
+    return np.stack([_pixels(im, colour) for im in images])
+
+
+def _folder_labels(files: list[Path]) -> np.ndarray | None:
+    """(N,) labels of the images: the index of each one's sub-folder, when there are several."""
     classes = sorted({p.parent for p in files})
-    y = np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
-    return x, y
+    return np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -526,11 +542,16 @@ def _read_npz(f: io.BufferedIOBase, path: Path) -> np.ndarray | Data:
 
 
 def read_file(
-    path: str | Path, resize: tuple[int, int] | None = None, label_column: str | None = None
-) -> tuple[Tensor, Tensor | None, tuple[int, int, int] | None] | Data:
+    path: str | Path,
+    resize: tuple[int, int] | None = None,
+    *,
+    crop: imagecache.Crop | None = None,
+    label_column: str | None = None,
+) -> tuple[Tensor | ByteRows, Tensor | None, tuple[int, int, int] | None] | Data:
     """Every row of a user's ``.npy``, ``.npz``, ``.csv`` file or image folder.
 
-    Returns ``(rows (n, d), labels (n,) or None, image shape or None)``, or a
+    Returns ``(rows (n, d), labels (n,) or None, image shape or None)`` (the rows of an ``.npy``
+    file of uint8 images memory-mapped as :class:`~vaekit.byterows.ByteRows`), or a
     :class:`Data` when an ``.npz`` file holds its own ``x_train``/``x_test`` splits.
     label_column : the header's name of a CSV file's column of class labels 0, 1, 2, ...
     """
@@ -546,10 +567,21 @@ def read_file(
     y: np.ndarray | None = None
     try:
         if is_folder:
-            x, y = _read_image_folder(path, resize)
+            files = _image_files(path)
+            if not files:
+                raise VaekitError(f"{path}: holds no .png or .jpg images")
+            y = _folder_labels(files)
+            labels = torch.from_numpy(y.astype(np.int64)) if y is not None else None
+            cached = imagecache.cached_folder(path, files, _open_image, resize, crop)
+            if cached is not None:  # 8-bit images: decoded once, then mapped
+                return cached[0], labels, cached[1]
+            x = _read_image_folder(path, files, resize, crop)
         elif path.suffix in SIGNATURES:
             with storage.open_regular(path) as f:
                 _check_signature(f, path)
+                mapped = byterows.open_npy(path) if path.suffix == ".npy" else None
+                if mapped is not None:  # uint8 images: read a minibatch at a time
+                    return mapped[0], None, mapped[1]
                 if path.suffix == ".npy":
                     _check_npy_header(f, str(path), os.fstat(f.fileno()).st_size)
                     x = np.load(f, allow_pickle=False)
@@ -569,7 +601,11 @@ def read_file(
 
 
 def load_file(
-    path: str | Path, resize: tuple[int, int] | None = None, seed: int = 0, label_column: str | None = None
+    path: str | Path,
+    resize: tuple[int, int] | None = None,
+    seed: int = 0,
+    crop: imagecache.Crop | None = None,
+    label_column: str | None = None,
 ) -> Data:
     """A user's data with train and test splits.
 
@@ -577,7 +613,7 @@ def load_file(
     ``y_test``) keeps its splits; any other file has 10% of its rows held out
     (seeded) as the test split. See :func:`read_file` for the formats and ``label_column``.
     """
-    found = read_file(path, resize, label_column)
+    found = read_file(path, resize, crop=crop, label_column=label_column)
     if isinstance(found, Data):
         return found
     rows, labels, shape = found
@@ -624,7 +660,23 @@ def _npz_with_splits(path: Path, arrays: dict[str, np.ndarray]) -> Data:
     return Data(x_train, x_test, y_train, y_test, shape, str(path), levels)
 
 
-DATASETS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
+def load_cifar10(url: str = cifar.URL) -> Data:
+    """CIFAR-10 (50,000 train and 10,000 test RGB images, 32x32, 10 classes) as bytes in memory
+    (:mod:`vaekit.cifar`: the binary release, from ``$VAEKIT_DATA``, the cache, or a checked download)."""
+    arrays, classes, where = cifar.read_cifar10(url)
+    return Data(
+        x_train=ByteRows(arrays["x_train"], source=where),
+        x_test=ByteRows(arrays["x_test"], source=where),
+        y_train=torch.from_numpy(arrays["y_train"]),
+        y_test=torch.from_numpy(arrays["y_test"]),
+        image_shape=cifar.SHAPE,
+        source=f"cifar10 ({where})",
+        levels=BYTE_LEVELS,
+        classes=tuple(classes),
+    )
+
+
+DATASETS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
 
 def data_spec(spec: str) -> str:
@@ -634,25 +686,38 @@ def data_spec(spec: str) -> str:
 
 
 def load_data(
-    spec: str | Path, resize: tuple[int, int] | None = None, seed: int = 0, label_column: str | None = None
+    spec: str | Path,
+    resize: tuple[int, int] | None = None,
+    seed: int = 0,
+    crop: imagecache.Crop | None = None,
+    label_column: str | None = None,
 ) -> Data:
     """A named data set (``mnist``, ``fashion-mnist``) or a path to a user's file or folder
     (``label_column``: a CSV file's column of labels, :func:`read_file`)."""
     if str(spec) in DATASETS:
         return DATASETS[str(spec)]()
-    return load_file(spec, resize=resize, seed=seed, label_column=label_column)
+    return load_file(spec, resize=resize, seed=seed, crop=crop, label_column=label_column)
 
 
 def load_rows(
-    spec: str | Path, resize: tuple[int, int] | None = None, label_column: str | None = None
-) -> tuple[Tensor, Tensor | None, tuple[int, int, int] | None]:
+    spec: str | Path,
+    resize: tuple[int, int] | None = None,
+    crop: imagecache.Crop | None = None,
+    label_column: str | None = None,
+) -> tuple[Tensor | ByteRows, Tensor | None, tuple[int, int, int] | None]:
     """Rows to encode or reconstruct: a named data set's test split, or every row of a file."""
-    found = DATASETS[str(spec)]() if str(spec) in DATASETS else read_file(spec, resize, label_column)
+    found = (
+        DATASETS[str(spec)]()
+        if str(spec) in DATASETS
+        else read_file(spec, resize, crop=crop, label_column=label_column)
+    )
     if isinstance(found, Data):
         return found.x_test, found.y_test, found.image_shape
     return found
 
 
-def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One Bernoulli draw per pixel with P(1) = x, for x in [0, 1]."""
+def binarize(x: Tensor | ByteRows, generator: torch.Generator | None = None) -> Tensor | ByteRows:
+    """One Bernoulli draw per pixel with P(1) = x, for x in [0, 1] (byte rows: a block at a time)."""
+    if isinstance(x, ByteRows):
+        return x.binarized(generator or torch.Generator().manual_seed(torch.seed()))
     return torch.bernoulli(x, generator=generator)

@@ -33,6 +33,7 @@ from vaekit.inputs import ArrayLike
 from vaekit.likelihoods import make_likelihood
 from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, elbo
+from vaekit.precision import Precision
 from vaekit.train import Trainer
 
 M, T = ModelConfig, TrainConfig  # the defaults below are read from the configs, set there once
@@ -89,6 +90,7 @@ class VAE:
         verbose: bool = T.verbose,
         device: Device = T.device,
         compile: bool = T.compile,
+        precision: Precision = T.precision,
         checkpoint_every: int = T.checkpoint_every,
     ) -> None:
         for name, value in list(locals().items()):  # each argument stored under its own name

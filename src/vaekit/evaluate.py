@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from vaekit.byterows import ByteRows
 from vaekit.likelihoods import CROSS_ENTROPY, LOG_DENSITY, LOG_PROBABILITY
 from vaekit.networks import VAEModule
 from vaekit.objectives import elbo, gaussian_kl, log_weights
@@ -287,6 +288,7 @@ def evaluate(
     note : one line saying what the numbers are
     active_units, kl_per_dim : :func:`latent_usage`
     """
+    x = x.to("cpu") if isinstance(x, ByteRows) else x  # the n rows evaluated, as float32
     terms = elbo_summary(module, x, y, samples, estimator, seed)
     k_check = max(1, k // 10)
     if estimates is None:

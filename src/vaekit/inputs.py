@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from vaekit.byterows import ByteRows
 from vaekit.config import MAX_SEED
 from vaekit.data import as_rows
 from vaekit.errors import VaekitError
@@ -29,23 +30,27 @@ def array(X: ArrayLike, what: str) -> np.ndarray:
 
 
 def data_rows(
-    X: ArrayLike, what: str, likelihood: Likelihood, binarize: str, width: int | None = None
-) -> Tensor:
+    X: ArrayLike | ByteRows, what: str, likelihood: Likelihood, binarize: str, width: int | None = None
+) -> Tensor | ByteRows:
     """X as ``(n, d)`` float32 rows in the likelihood's support (and in [0, 1] when binarizing).
 
     width : the number of features the model was fitted on (None: any)
+
+    :class:`~vaekit.byterows.ByteRows` are checked without being read into memory (their values
+    are the 8-bit levels between the smallest and the largest stored) and returned as they are.
     """
-    rows, _ = as_rows(array(X, what), what)
+    rows = X if isinstance(X, ByteRows) else as_rows(array(X, what), what)[0]
+    values = rows.levels_present() if isinstance(rows, ByteRows) else rows
     if width is not None and rows.shape[1] != width:
         raise VaekitError(
             f"{what}: has {rows.shape[1]} features per example, the model was fitted on {width}"
         )
-    problem = likelihood.check_data(rows)
+    problem = likelihood.check_data(values)
     if problem:
         raise VaekitError(f"{what}: {problem}")
-    if binarize != "none" and not 0 <= float(rows.min()) <= float(rows.max()) <= 1:
+    if binarize != "none" and not 0 <= float(values.min()) <= float(values.max()) <= 1:
         raise VaekitError(
-            f"{what}: values range over [{float(rows.min()):g}, {float(rows.max()):g}]; "
+            f"{what}: values range over [{float(values.min()):g}, {float(values.max()):g}]; "
             f"binarize={binarize!r} draws pixels with P(1) = value, so it needs values in [0, 1]"
         )
     return rows

@@ -25,6 +25,10 @@ MAX_VALUES = 2**30
 #: bytes the arrays of one data file may take as stored: the 4 GiB of their float32 rows, so that a
 #: float64 file (or a small .npz inflating to gigabytes) is held to what vaekit would keep of it
 MAX_DATA_BYTES = 4 * MAX_VALUES
+#: bytes of one memory-mapped uint8 data file (or image-folder cache), read a minibatch at a time
+#: (:mod:`vaekit.byterows`), so not held to MAX_DATA_BYTES: 1 TiB, 80 times ImageNet's 1.28 million
+#: training images at 64x64x3
+MAX_MAPPED_BYTES = 2**40
 #: pixels of one image file: 8192x8192, more than a 48-megapixel photo (8064x6048); decoded as
 #: RGBA it is 256 MiB. Below Pillow's own warning (89 million), so Pillow never prints one.
 MAX_IMAGE_PIXELS = 2**26
@@ -149,6 +153,15 @@ def check_data(where: str | Path, count: int, nbytes: int, what: str = "holds") 
             f"{where}: {what} {count:,} values ({nbytes:,} bytes); vaekit holds data in memory "
             f"and reads at most {MAX_VALUES:,} values and {MAX_DATA_BYTES:,} bytes "
             "(limits.MAX_VALUES, MAX_DATA_BYTES)"
+        )
+
+
+def check_mapped(where: str | Path, nbytes: int) -> None:
+    """Refuse a memory-mapped data file of more than :data:`MAX_MAPPED_BYTES` bytes."""
+    if nbytes > MAX_MAPPED_BYTES:
+        raise VaekitError(
+            f"{where}: holds {nbytes:,} bytes of data; vaekit maps at most {MAX_MAPPED_BYTES:,} "
+            "(limits.MAX_MAPPED_BYTES)"
         )
 
 

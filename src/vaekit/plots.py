@@ -363,6 +363,9 @@ def sample_grid(
     return image_grid(vae.sample(n, seed=seed, y=label, mean=mean), shape, min(8, n))
 
 
+PICTURE_ROWS = 32  # held-out rows shown with their reconstructions
+
+
 def data_pictures(vae: VAE, x_test: np.ndarray, y_test: Any = None) -> dict[str, Image.Image]:
     """The run's pictures of data, by file name, each titled with the run (:func:`run_title`):
     samples, reconstructions (rows labelled data / reconstruction) and the manifold.
@@ -370,15 +373,16 @@ def data_pictures(vae: VAE, x_test: np.ndarray, y_test: Any = None) -> dict[str,
     Empty unless the data are images; the manifold only for a 2-D unconditional model. The
     samples have a row of 8 samples per class of a model conditioned on labels, or per each of
     the first 8 conditions in ``y_test`` of a model conditioned on vectors; the reconstructions
-    show the first 32 rows of ``x_test`` ``(n, d)``.
+    show the first :data:`PICTURE_ROWS` rows of ``x_test`` ``(n, d)``.
     """
     shape = vae.image_shape_
     if shape is None:
         return {}
-    y32 = y_test[:32] if vae.conditional and y_test is not None else None
+    y32 = y_test[:PICTURE_ROWS] if vae.conditional and y_test is not None else None
     vectors = y32[:8] if y32 is not None and vae.n_classes_ is None else None
     samples = sample_grid(vae, 8 * (vae.n_classes_ or 8), vae.seed, None, vectors)
-    recon = reconstruction_grid(x_test[:32], vae.reconstruct(x_test[:32], y32), shape)
+    shown = x_test[:PICTURE_ROWS]
+    recon = reconstruction_grid(shown, vae.reconstruct(shown, y32), shape)
     pictures = {
         SAMPLES: titled(samples, run_title(vae, "samples")),
         RECONSTRUCTIONS: titled(recon, run_title(vae, "reconstructions"), RECONSTRUCTION_ROWS, shape[1]),

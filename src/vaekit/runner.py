@@ -121,7 +121,7 @@ def train_into(
     for warning in diagnose.diagnose(vae.history_, facts):
         echo(f"warning: {warning}")
     vae.save(run.folder)
-    return plots.write_pictures(vae, run.folder, data.x_test.numpy(), y_test)
+    return plots.write_pictures(vae, run.folder, data.x_test[: plots.PICTURE_ROWS].numpy(), y_test)
 
 
 def _interrupted(run: Run, resume_command: str) -> str:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from vaekit import checkpoint, storage
+from vaekit.byterows import ByteRows
 from vaekit.config import with_old_defaults
 from vaekit.errors import VaekitError
 from vaekit.evaluate import importance_log_likelihoods, module_device
@@ -98,8 +99,11 @@ def latent_run(latent_dim: int) -> str:
     return f"latent-{latent_dim}"
 
 
-def digest(x: Tensor) -> str:
-    """SHA-256 of training rows ``(n, d)``: what a run records to know its data again."""
+def digest(x: Tensor | ByteRows) -> str:
+    """SHA-256 of training rows ``(n, d)``: what a run records to know its data again (of the
+    stored bytes of :class:`~vaekit.byterows.ByteRows`)."""
+    if isinstance(x, ByteRows):
+        return x.digest()
     return hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()
 
 
@@ -253,7 +257,10 @@ class Run:
             if params.get("device") == "cuda" and not torch.cuda.is_available():
                 params["device"] = "cpu"
             shape = config.get("image_shape")
-            cond = (int(config.get("cond_dim", 0)), config.get("n_classes"))
+            cond_dim = config.get("cond_dim", 0)
+            if not isinstance(cond_dim, int) or isinstance(cond_dim, bool):  # int() would take "20"
+                raise TypeError(f"cond_dim {cond_dim!r} is not an integer")
+            cond = (cond_dim, config.get("n_classes"))
             return ModelRecord(
                 params,
                 config["n_features_in"],
@@ -272,11 +279,14 @@ class Run:
 
     # ------------------------------------------------------------------ the data record
 
-    def check_data(self, source: dict[str, Any], x_train: Tensor) -> None:
+    def check_data(self, source: dict[str, Any], x_train: Tensor | ByteRows) -> None:
         """Record the training rows' digest in ``source`` (config.json's data record), or refuse
         rows that differ from the ones the run started with."""
         found = digest(x_train)
-        if source.setdefault("sha256", found) != found:
+        recorded = source.setdefault("sha256", found)
+        # a run of an older vaekit recorded the float32 rows of byte data
+        old = recorded != found and isinstance(x_train, ByteRows) and recorded == x_train.float_digest()
+        if recorded != found and not old:
             raise VaekitError(
                 f"{source['data']}: the training data changed since the run in {self.folder} started "
                 "(their SHA-256 differs); resume with the same data, or start a new run"

@@ -33,7 +33,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vaekit import fused
+from vaekit import fused, precision
+from vaekit.byterows import ByteRows, gather, on_device
 from vaekit.config import TrainConfig
 from vaekit.data import binarize
 from vaekit.errors import VaekitError
@@ -59,8 +60,9 @@ class Objective(nn.Module):
         self.module, self.config = module, config
 
     def forward(self, x: Tensor, y: Tensor | None, eps: Tensor, step: int) -> tuple[Tensor, Tensor, Tensor]:
-        loss, terms = training_loss(self.module, x, y, self.config, step, eps=eps)
-        return loss, terms.recon, terms.kl
+        with precision.autocast(self.config.precision, x.device):
+            loss, terms = training_loss(self.module, x, y, self.config, step, eps=eps)
+        return loss.float(), terms.recon.float(), terms.kl.float()  # reported in float32
 
 
 class Trainer:
@@ -73,6 +75,7 @@ class Trainer:
 
     def __init__(self, module: VAEModule, config: TrainConfig) -> None:
         self.device = resolve_device(config.device)
+        precision.check(config.precision, self.device)
         self.rank, self.world = process_group(self.device)
         self.module, self.config = module.to(self.device), config
         # every parameter a view of one buffer: one optimiser kernel and one finiteness check per step
@@ -98,7 +101,12 @@ class Trainer:
             objective = torch.compile(objective, mode=_compile_mode(self.device))
         self.objective = objective
         # the hand-derived backward of vaekit.fused where it computes exactly the same (one process)
-        self.fused = fused.supports(module, config) and self.world == 1 and not config.compile
+        self.fused = (
+            fused.supports(module, config)
+            and self.world == 1
+            and not config.compile
+            and precision.AUTOCAST[config.precision] is None
+        )
 
     def _step(self, x: Tensor, y: Tensor | None) -> ELBOTerms:
         """One optimiser step on the global minibatch x ``(m, d)``; no host synchronisation.
@@ -177,7 +185,7 @@ class Trainer:
             self._check_bad_steps()
         return terms
 
-    def batches(self, x: Tensor, y: Tensor | None) -> Iterator[tuple[Tensor, Tensor | None]]:
+    def batches(self, x: Tensor | ByteRows, y: Tensor | None) -> Iterator[tuple[Tensor, Tensor | None]]:
         """The epoch's remaining global minibatches: a fresh permutation at its start, then
         gathered a batch at a time."""
         if self._perm is None:
@@ -189,11 +197,11 @@ class Trainer:
             )
         size = self.config.batch_size
         for i in range(self._batch * size, len(x), size):
-            idx = self._perm[i : i + size]  # index_select: 2-3x faster than x[idx] (a general gather)
-            yield x.index_select(0, idx), (y.index_select(0, idx) if y is not None else None)
+            idx = self._perm[i : i + size]
+            yield gather(x, idx), (y.index_select(0, idx) if y is not None else None)
 
     def train_epoch(
-        self, x: Tensor, y: Tensor | None = None, on_checkpoint: Callable[[], None] | None = None
+        self, x: Tensor | ByteRows, y: Tensor | None = None, on_checkpoint: Callable[[], None] | None = None
     ) -> dict[str, float]:
         """One pass over x ``(n, d)`` (or the rest of one, after a resume); returns its mean
         train ELBO, recon and KL (nats). Under torchrun the means are over all processes' shards
@@ -203,7 +211,7 @@ class Trainer:
             epoch and, once ``stop_requested`` is set, before KeyboardInterrupt is raised
         """
         start = time.perf_counter()
-        x = x.to(self.device)
+        x = on_device(x, self.device)
         y = y.to(self.device) if y is not None else None
         n_batches = -(-len(x) // self.config.batch_size)
         every = self.config.checkpoint_every
@@ -253,7 +261,7 @@ class Trainer:
 
     def fit(
         self,
-        x: Tensor,
+        x: Tensor | ByteRows,
         y: Tensor | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
         on_checkpoint: Callable[[], None] | None = None,
@@ -264,7 +272,7 @@ class Trainer:
             ``on_epoch_end``, and before stopping with KeyboardInterrupt on ``stop_requested``
         """
         history = []
-        x = x.to(self.device)  # resident on the device for the whole run
+        x = on_device(x, self.device)  # resident on the device for the whole run (bytes: when they fit)
         y = y.to(self.device) if y is not None else None
         while self.epoch < self.config.epochs:
             row = self.train_epoch(x, y, on_checkpoint)
