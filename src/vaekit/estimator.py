@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from vaekit import __version__, checkpoint, inputs, runs, storage
-from vaekit.conditions import as_condition, condition_setup
+from vaekit.conditions import as_condition, check_setup, condition_setup
 from vaekit.config import (
     EVAL_BINARIZATION_SEED,
     SAMPLE_SEED,
@@ -419,6 +419,7 @@ class VAE(Transformer):
         model = run.read_model_config()
         try:
             vae = cls(**model.params)
+            check_setup(model.cond, vae.conditional)
             vae._build(model.n_features_in, model.image_shape, model.cond)
         except (TypeError, ValueError, VaekitError) as e:
             raise VaekitError(f"{run.path(runs.CONFIG)}: not a vaekit model config ({e})") from e
