@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from vaekit.errors import VaekitError
+from vaekit.limits import show
 
 
 def condition_array(y: Any, what: str) -> np.ndarray:
@@ -52,7 +53,7 @@ def check_setup(cond: tuple[int, object], conditional: bool) -> None:
     a conditional model has cond_dim > 0, and labels' n_classes (2 or more) is their one-hot width."""
     cond_dim, n_classes = cond
     if bool(conditional) != (cond_dim > 0):
-        raise VaekitError(f"conditional={conditional!r} does not match cond_dim {cond_dim}")
+        raise VaekitError(f"conditional={conditional!r} does not match cond_dim {show(cond_dim)}")
     if n_classes is None:
         return
     if (
@@ -62,7 +63,7 @@ def check_setup(cond: tuple[int, object], conditional: bool) -> None:
         or n_classes < 2
     ):
         raise VaekitError(
-            f"n_classes {n_classes!r} does not match cond_dim {cond_dim} "
+            f"n_classes {show(n_classes)} does not match cond_dim {show(cond_dim)} "
             "(labels are one-hot: n_classes = cond_dim)"
         )
 
