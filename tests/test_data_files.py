@@ -210,8 +210,8 @@ BAD_CSV = {
     "underscores": ("1,2\n1_000,3\n", "line 2, column 1: '1_000' is not a number"),
     "semicolons": ("1;2;3\n4;5;6\n", "line 1, column 1: '1;2;3' is not a number; .*comma-separated"),
     "semicolons after a header": ("a;b\n1;2\n", "line 1, column 1: 'a;b' is not a number; .*comma-separated"),
-    "nothing": ("", r"is empty \(shape"),
-    "only a header": ("a,b,c\n", r"is empty \(shape"),
+    "nothing": ("", r"is empty: 0 sample\(s\) \(shape"),
+    "only a header": ("a,b,c\n", r"is empty: 0 sample\(s\) \(shape"),
 }
 
 

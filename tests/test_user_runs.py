@@ -152,7 +152,7 @@ def test_a_closed_pipe_ends_quietly(run, tmp_path):
 def test_data_of_another_width_is_named_in_the_error(run, tmp_path, capsys, command):
     out = [] if command == "eval" else ["-o", str(tmp_path / "out")]
     err = _error(capsys, [command, str(run), "--data", "mnist", *out])
-    assert "mnist: has 784 features per example, the model was fitted on 64" in err
+    assert "mnist has 784 features, but VAE is expecting 64 features as input" in err
 
 
 def test_reproduce_on_bad_data_leaves_no_folder(tmp_path, capsys):

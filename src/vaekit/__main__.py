@@ -1,5 +1,5 @@
 """``python -m vaekit`` runs the command line (also what ``torchrun -m vaekit`` starts)."""
 
-from vaekit.cli import main
+from vaekit.entry import main
 
 raise SystemExit(main())

@@ -21,10 +21,10 @@ from typing import Any, Literal
 import numpy as np
 
 from vaekit import (
-    __version__,
     checkpoint,
     export,
     imagecache,
+    limits,
     parallel,
     plots,
     reproduce,
@@ -35,6 +35,7 @@ from vaekit import (
 from vaekit.conditions import label_index
 from vaekit.config import CONDITIONAL_LATENT_DIM, SPLIT_SEED, ModelConfig, TrainConfig, choices_of
 from vaekit.data import DATASETS, data_spec, load_data, load_rows
+from vaekit.entry import COMMAND_HELP, top_parser
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
 from vaekit.evaluate import eval_table
@@ -171,19 +172,10 @@ def _flag_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with vaekit's one-line errors (no usage block); subcommand parsers inherit it."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"vaekit: error: {message} (see {self.prog} --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vaekit", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = top_parser()
 
-    p = sub.add_parser("train", help="train a VAE and write a run folder")
+    p = sub.add_parser("train", help=COMMAND_HELP["train"])
     p.add_argument(
         "--data",
         help="mnist, fashion-mnist, or a .npy/.npz/.csv file or image folder (default: mnist)",
@@ -217,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_hyperparameters(p)
 
-    p = sub.add_parser("sample", help="decode draws from the prior into a picture")
+    p = sub.add_parser("sample", help=COMMAND_HELP["sample"])
     p.add_argument("run", type=Path)
     p.add_argument(
         "-n",
@@ -233,18 +225,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--out", type=Path, default=Path(runs.SAMPLES), help=_OUT_HELP)
 
-    p = sub.add_parser("reconstruct", help="picture of inputs above their reconstructions")
+    p = sub.add_parser("reconstruct", help=COMMAND_HELP["reconstruct"])
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file")
     p.add_argument("-n", type=_count, default=32, help="number of inputs shown (default: 32)")
     p.add_argument("-o", "--out", type=Path, default=Path(runs.RECONSTRUCTIONS), help=_OUT_HELP)
 
-    p = sub.add_parser("encode", help="posterior means of data, saved as .npy or .csv (by -o's suffix)")
+    p = sub.add_parser("encode", help=COMMAND_HELP["encode"])
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True)
     p.add_argument("-o", "--out", type=Path, default=Path("z.npy"), help=_OUT_HELP)
 
-    p = sub.add_parser("eval", help=f"test ELBO and importance-sampled log p(x); writes RUN/{runs.EVAL}")
+    p = sub.add_parser("eval", help=COMMAND_HELP["eval"])
     p.add_argument("run", type=Path)
     p.add_argument("--data", help="data set or file whose test split is used (default: the run's data)")
     p.add_argument("--k", type=_count, default=5000, help="importance samples per example (default: 5000)")
@@ -257,7 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("reproduce", help="rerun a paper's MNIST experiment into a run folder")
+    p = sub.add_parser("reproduce", help=COMMAND_HELP["reproduce"])
     p.add_argument("paper", choices=sorted(reproduce.PAPERS))
     p.add_argument(
         "--budget",
@@ -299,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("plot", help="a picture of a trained run, saved as PNG")
+    p = sub.add_parser("plot", help=COMMAND_HELP["plot"])
     p.add_argument("kind", choices=sorted(PLOTS), help="; ".join(f"{k}: {v}" for k, v in PLOTS.items()))
     p.add_argument("run", type=Path)
     p.add_argument("--data", help="data set or file whose test split is used (default: the run's data)")
@@ -308,28 +300,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_count, default=5000, help="scatter: test examples shown (default: 5000)")
     p.add_argument("-o", "--out", type=Path, help=f"PNG to write (default: RUN/{runs.plot_file('KIND')})")
 
-    p = sub.add_parser("score", help="per-example anomaly scores (NLL, reconstruction error) as CSV")
+    p = sub.add_parser("score", help=COMMAND_HELP["score"])
     p.add_argument("run", type=Path)
     p.add_argument("--data", required=True, help="mnist, fashion-mnist (test split) or a file (every row)")
     p.add_argument("--k", type=_count, default=1000, help="importance samples per example (default: 1000)")
     p.add_argument("-n", type=_count, help="score only the first n examples")
     p.add_argument("-o", "--out", type=Path, default=Path("scores.csv"), help=_OUT_HELP)
 
-    p = sub.add_parser(
-        "decode",
-        help="decoder means of latents from a .npy file, saved as .npy, .csv or (images) a .png grid",
-    )
+    p = sub.add_parser("decode", help=COMMAND_HELP["decode"])
     p.add_argument("run", type=Path)
     p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--label", help="class label to condition on, by number or name (conditional runs)")
     p.add_argument("-o", "--out", type=Path, default=Path("x.npy"), help=_OUT_HELP)
 
-    p = sub.add_parser("export", help="write the encoder and decoder as ONNX or TorchScript files")
+    p = sub.add_parser("export", help=COMMAND_HELP["export"])
     p.add_argument("run", type=Path)
     p.add_argument("--format", choices=sorted(export.FORMATS), default="onnx", help="(default: %(default)s)")
     p.add_argument("-o", "--out", type=Path, required=True, help="folder to write the files into")
 
-    p = sub.add_parser("explore", help="serve a local web page to walk the run's latent space")
+    p = sub.add_parser("explore", help=COMMAND_HELP["explore"])
     p.add_argument("run", type=Path)
     p.add_argument("--data", help="data set or file whose test split is mapped (default: the run's data)")
     p.add_argument("-n", type=_count, default=5000, help="test examples on the map (default: 5000)")
@@ -497,6 +486,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _require_images(vae, args.run)
     if vae.conditional and vae.n_classes_ is None:
         raise VaekitError(f"{args.run}: conditioned on vectors, not labels; use the Python API to sample")
+    limits.check_samples(args.n, vae.n_features_in_)
     label = _label(vae, args.label)
     grid = plots.sample_grid(vae, args.n, args.seed, label, mean=not args.draw)
     print(plots.save_png(grid, args.out))

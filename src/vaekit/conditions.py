@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from vaekit.errors import VaekitError
+from vaekit.limits import show
 
 
 def condition_array(y: Any, what: str) -> np.ndarray:
@@ -45,6 +46,26 @@ def condition_setup(y: Any, what: str = "y") -> tuple[int, int | None]:
     if n_classes < 2:
         raise VaekitError(f"{what}: a conditional model needs at least 2 classes, got labels {{0}}")
     return n_classes, n_classes
+
+
+def check_setup(cond: tuple[int, object], conditional: bool) -> None:
+    """Refuse a condition setup ``(cond_dim, n_classes)`` no fit makes (a hostile config.json):
+    a conditional model has cond_dim > 0, and labels' n_classes (2 or more) is their one-hot width."""
+    cond_dim, n_classes = cond
+    if bool(conditional) != (cond_dim > 0):
+        raise VaekitError(f"conditional={conditional!r} does not match cond_dim {show(cond_dim)}")
+    if n_classes is None:
+        return
+    if (
+        isinstance(n_classes, bool)
+        or not isinstance(n_classes, int)
+        or n_classes != cond_dim
+        or n_classes < 2
+    ):
+        raise VaekitError(
+            f"n_classes {show(n_classes)} does not match cond_dim {show(cond_dim)} "
+            "(labels are one-hot: n_classes = cond_dim)"
+        )
 
 
 def as_condition(y: Any, n: int, cond_dim: int, n_classes: int | None, what: str = "y") -> Tensor:

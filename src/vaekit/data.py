@@ -235,9 +235,13 @@ def check_array(x: np.ndarray, where: str) -> None:
     if x.dtype == object or x.dtype.kind not in "biuf":
         raise VaekitError(f"{where}: holds {x.dtype} values, expected numbers (integer, float or bool)")
     if x.ndim < 2 or x.ndim > 4:
-        raise VaekitError(f"{where}: has shape {x.shape}; expected (N, D), (N, H, W) or (N, H, W, C)")
-    if x.size == 0:
-        raise VaekitError(f"{where}: is empty (shape {x.shape})")
+        hint = " (Reshape your data: one example of D features is (1, D))" if x.ndim == 1 else ""
+        raise VaekitError(f"{where}: has shape {x.shape}; expected (N, D), (N, H, W) or (N, H, W, C){hint}")
+    if x.size == 0:  # in scikit-learn's words
+        kind = "sample" if len(x) == 0 else "feature"
+        raise VaekitError(
+            f"{where}: is empty: 0 {kind}(s) (shape={x.shape}) while a minimum of 1 is required."
+        )
 
 
 def as_rows(x: np.ndarray, where: str) -> tuple[Tensor, tuple[int, int, int] | None]:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from vaekit import __version__, checkpoint, inputs, runs, scaling, storage
-from vaekit.conditions import as_condition, condition_setup
+from vaekit.conditions import as_condition, check_setup, condition_setup
 from vaekit.config import (
     EVAL_BINARIZATION_SEED,
     SAMPLE_SEED,
@@ -34,12 +34,13 @@ from vaekit.likelihoods import make_likelihood
 from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, elbo
 from vaekit.precision import Precision
+from vaekit.sklearn_compat import Transformer, not_fitted
 from vaekit.train import Trainer
 
 M, T = ModelConfig, TrainConfig  # the defaults below are read from the configs, set there once
 
 
-class VAE:
+class VAE(Transformer):
     """Variational autoencoder (Kingma & Welling, Auto-Encoding Variational Bayes).
 
     The constructor only stores its arguments (see :class:`~vaekit.config.ModelConfig`
@@ -135,6 +136,8 @@ class VAE:
         new_fit : check for a new fit (the arguments' likelihood, any width, the conditions y)
             instead of against the fitted model
         """
+        if what == "X":  # a data frame's column names, recorded by a fit (scikit-learn)
+            self.check_feature_names(X, reset=new_fit)
         fitted = None if new_fit else getattr(self, "module_", None)
         if fitted is not None:
             return inputs.data_rows(X, what, fitted.likelihood, self.binarize, self.n_features_in_)
@@ -154,7 +157,7 @@ class VAE:
 
     def _check_fitted(self) -> VAEModule:
         if not hasattr(self, "module_"):
-            raise VaekitError("this VAE is not fitted yet; call fit() or VAE.load() first")
+            raise not_fitted()
         return self.module_
 
     def _cond(self, y: ArrayLike | int | None, n: int, what: str = "y") -> Tensor | None:
@@ -293,7 +296,8 @@ class VAE:
         """Posterior means E_q[z|x] (E_q[z|x, y] when conditional): ``(n, latent_dim)``."""
         module = self._check_fitted().eval()
         x = self.check_data(X)
-        return module.encode(x.to(module_device(module)), self._cond(y, len(x)))[0].cpu().numpy()
+        z = module.encode(x.to(module_device(module)), self._cond(y, len(x)))[0].cpu().numpy()
+        return self.wrap_output(z, X)  # numpy, or the data frame set_output asks for
 
     @torch.no_grad()
     def inverse_transform(
@@ -438,6 +442,7 @@ class VAE:
         model = run.read_model_config()
         try:
             vae = cls(**model.params)
+            check_setup(model.cond, vae.conditional)
             vae._build(model.n_features_in, model.image_shape, model.cond, model.standardized)
         except (TypeError, ValueError, VaekitError) as e:
             raise VaekitError(f"{run.path(runs.CONFIG)}: not a vaekit model config ({e})") from e

@@ -14,7 +14,7 @@ from torch import Tensor
 from vaekit.byterows import ByteRows
 from vaekit.config import MAX_SEED
 from vaekit.data import as_rows
-from vaekit.errors import VaekitError
+from vaekit.errors import VaekitError, VaekitTypeError
 from vaekit.likelihoods import Likelihood
 
 ArrayLike = np.ndarray | Tensor | Sequence[Any]
@@ -23,10 +23,22 @@ MAX_COUNT = 2**31 - 1  # the most samples (n, k) one call may ask for
 
 def array(X: ArrayLike, what: str) -> np.ndarray:
     """X as a numpy array (copying a tensor to the CPU); ragged or odd input is a VaekitError."""
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise VaekitError(f"{what}: a sparse matrix; vaekit needs a dense array (X.toarray())")
     try:
-        return X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
+        x = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
     except (ValueError, TypeError, RuntimeError) as e:
         raise VaekitError(f"{what}: not an array of numbers ({e})") from e
+    if x.dtype.kind == "c":
+        raise VaekitError(f"{what}: Complex data not supported ({x.dtype} values); expected real numbers")
+    if x.dtype == object:  # numbers held as Python objects (a data frame of mixed columns)
+        try:
+            return x.astype(np.float64)
+        except ValueError as e:  # a string that is not a number
+            raise VaekitError(f"{what}: holds values that are not numbers ({e})") from e
+        except TypeError as e:  # a value float() does not take (a dict, None)
+            raise VaekitTypeError(f"{what}: holds values that are not numbers ({e})") from e
+    return x
 
 
 def data_rows(
@@ -43,7 +55,7 @@ def data_rows(
     values = rows.levels_present() if isinstance(rows, ByteRows) else rows
     if width is not None and rows.shape[1] != width:
         raise VaekitError(
-            f"{what}: has {rows.shape[1]} features per example, the model was fitted on {width}"
+            f"{what} has {rows.shape[1]} features, but VAE is expecting {width} features as input"
         )
     problem = likelihood.check_data(values)
     if problem:
@@ -71,7 +83,7 @@ def seed(value: object) -> int:
 
 def image_shape_of(X: ArrayLike) -> tuple[int, ...] | None:
     """(C, H, W) of image-shaped input, or a square single-channel guess for flat rows."""
-    shape = tuple(np.shape(X))
+    shape = array(X, "X").shape
     if len(shape) == 3:
         return (1, *shape[1:])
     if len(shape) == 4:

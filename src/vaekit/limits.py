@@ -171,6 +171,17 @@ def check_image(where: str | Path, height: int, width: int) -> None:
         raise VaekitError(image_too_large(where, f"{height}x{width} pixels (HxW)"))
 
 
+def check_samples(n: int, n_features: int) -> None:
+    """Refuse ``vaekit sample -n`` beyond one picture of :data:`MAX_IMAGE_PIXELS` pixels (n samples of
+    n_features pixels each), before any is drawn."""
+    if n * n_features > MAX_IMAGE_PIXELS:
+        raise VaekitError(
+            f"-n {n}: {n:,} samples of {n_features} pixels are over vaekit's limit of "
+            f"{MAX_IMAGE_PIXELS:,} pixels in one picture (limits.MAX_IMAGE_PIXELS); "
+            f"draw at most {MAX_IMAGE_PIXELS // n_features:,}"
+        )
+
+
 def image_too_large(where: str | Path, size: str) -> str:
     """The message for an image over :data:`MAX_IMAGE_PIXELS` pixels; ``size`` says how large it is."""
     return (
