@@ -49,7 +49,7 @@ def condition_setup(y: Any, what: str = "y") -> tuple[int, int | None]:
 
 
 def check_setup(cond: tuple[int, object], conditional: bool) -> None:
-    """Refuse a condition setup ``(cond_dim, n_classes)`` no fit makes (a hostile config.json):
+    """Refuse a condition setup ``(cond_dim, n_classes)`` no fit makes (a hostile run config):
     a conditional model has cond_dim > 0, and labels' n_classes (2 or more) is their one-hot width."""
     cond_dim, n_classes = cond
     if bool(conditional) != (cond_dim > 0):
