@@ -6,6 +6,8 @@
 
 __version__ = "0.1.0"
 
+# imported for their registrations: likelihood 'discretized_logistic_mixture', arch 'resnet'
+from vaekit import logistic_mixture, resnet  # noqa: F401
 from vaekit.errors import VaekitError
 from vaekit.estimator import VAE
 from vaekit.networks import NetworkSpec, register_architecture
