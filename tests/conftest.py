@@ -24,3 +24,40 @@ def mnist_subset(tmp_path_factory, mnist):
     to_u8 = lambda x: (x.numpy().reshape(-1, 28, 28) * 255).round().astype(np.uint8)  # noqa: E731
     np.savez(path, x_train=to_u8(mnist.x_train[:1000]), x_test=to_u8(mnist.x_test[:200]))
     return path
+
+
+#: colour photographs in the scikit-image wheel (its data folder), the natural images of the tests
+PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "motorcycle_left.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+)
+
+
+@pytest.fixture(scope="session")
+def photo_patches():
+    """600 random 32x32 RGB patches of the scikit-image photos, ``(600, 32, 32, 3)`` 8-bit values / 255."""
+    return _patches(600, 32, seed=0)
+
+
+def _patches(n: int, size: int, seed: int) -> np.ndarray:
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or spec.origin is None:
+        pytest.skip("scikit-image (the test extra) holds the photos")
+    folder = Path(spec.origin).parent / "data"
+    images = [np.asarray(Image.open(folder / name).convert("RGB")) for name in PHOTOS]
+    rng = np.random.default_rng(seed)
+    patches = []
+    for i in rng.integers(len(images), size=n):
+        h, w, _ = images[i].shape
+        top, left = rng.integers(h - size), rng.integers(w - size)
+        patches.append(images[i][top : top + size, left : left + size])
+    return np.stack(patches).astype(np.float32) / 255

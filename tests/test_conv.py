@@ -22,7 +22,7 @@ def test_conv_module_gives_every_likelihood_its_parameters(shape, likelihood):
     x = (torch.rand(5, d) * 255).round() / 255
     y = torch.eye(2)[torch.tensor([0, 1, 0, 1, 1])]
     params = module.decode(torch.randn(4, 5, 3), y)
-    assert params.shape == (4, 5, module.likelihood.params_per_dim * d)
+    assert params.shape == (4, 5, module.likelihood.params_per_pixel * d // shape[0])
     terms = elbo(module, x, y, samples=2)
     terms.loss().backward()
     assert torch.isfinite(terms.elbo).all()

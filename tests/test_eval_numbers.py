@@ -132,6 +132,7 @@ def test_likelihood_kinds():
         "gaussian": False,
         "gaussian_fixed": False,
         "discretized_logistic": True,
+        "discretized_logistic_mixture": True,
     }
     bernoulli = make_likelihood("bernoulli")
     assert bernoulli.measure(_binary()) == LOG_PROBABILITY

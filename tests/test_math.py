@@ -28,7 +28,7 @@ def test_analytic_kl_matches_torch_and_monte_carlo():
 def test_log_prob_matches_torch_distributions(name):
     g = torch.Generator().manual_seed(1)
     lik = make_likelihood(name, {"sigma": 0.7} if name == "gaussian_fixed" else None)
-    params = torch.randn(5, 6 * lik.params_per_dim, generator=g)
+    params = torch.randn(5, 6 * lik.params_per_pixel, generator=g)  # 6 one-channel pixels
     x = torch.rand(5, 6, generator=g)
     if name == "bernoulli":
         x = x.round()
@@ -36,23 +36,28 @@ def test_log_prob_matches_torch_distributions(name):
     elif name == "gaussian":
         mu, logvar = params.chunk(2, -1)
         ref = D.Normal(mu, (0.5 * logvar).exp()).log_prob(x).sum(-1)
-    elif name == "discretized_logistic":
+    elif name.startswith("discretized_logistic"):
         x = (x * 255).round() / 255
         x[0, :2] = torch.tensor([0.0, 1.0])  # the two edge bins
-        ref = _discretized_logistic_direct(x, params)
+        if name == "discretized_logistic":
+            ref = _bin_probability(x, *params.chunk(2, -1)).log().sum(-1).float()
+        else:  # one channel: [K logits, K locations, K log-scales] of each pixel
+            logits, mu, log_s = params.view(5, 3, -1, 6).unbind(1)  # each (5, K, 6)
+            p = (logits.double().softmax(1) * _bin_probability(x[:, None], mu, log_s)).sum(1)
+            ref = p.log().sum(-1).float()
     else:
         ref = D.Normal(params, 0.7).log_prob(x).sum(-1)
     torch.testing.assert_close(lik.log_prob(x, params), ref)
 
 
-def _discretized_logistic_direct(x, params):
-    """log P(v) from the logistic CDF in float64: CDF(x + 1/510) - CDF(x - 1/510), tails at the edges."""
-    mu, log_s = (p.double() for p in params.chunk(2, -1))
+def _bin_probability(x, mu, log_s):
+    """P(v) from the logistic CDF in float64: CDF(x + 1/510) - CDF(x - 1/510), tails at the edges."""
+    mu, log_s = mu.double(), log_s.double()
     cdf = lambda t: torch.sigmoid((t - mu) / log_s.exp())  # noqa: E731
     x = x.double()
     upper = torch.where(x > 254.5 / 255, torch.ones_like(x), cdf(x + 0.5 / 255))
     lower = torch.where(x < 0.5 / 255, torch.zeros_like(x), cdf(x - 0.5 / 255))
-    return (upper - lower).log().sum(-1).float()
+    return upper - lower
 
 
 def test_discretized_logistic_sums_to_one_over_the_256_values():

@@ -119,9 +119,9 @@ def test_train_resume_with_more_epochs_extends_a_finished_run(tmp_path, mnist_su
 @vaekit.register_architecture("tests_wide")
 def _wide(spec: NetworkSpec, width: int = 8) -> tuple[nn.Module, nn.Module]:
     """A user's architecture: one hidden layer of ``width`` units each way."""
-    j, c, k = spec.latent_dim, spec.cond_dim, spec.params_per_dim
+    j, c = spec.latent_dim, spec.cond_dim
     encoder = GaussianEncoder(spec.data_dim + c, (width,), j, spec.activation)
-    return encoder, Decoder(j + c, (width,), k * spec.data_dim, spec.activation)
+    return encoder, Decoder(j + c, (width,), spec.out_dim, spec.activation)
 
 
 def test_a_registered_architecture_round_trips_and_is_named_when_missing(tmp_path, mnist, monkeypatch):

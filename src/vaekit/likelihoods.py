@@ -5,6 +5,12 @@ Every likelihood takes the decoder output ``params`` of shape ``(..., n, k * d)`
 ``(n, d)``, and returns per-example values summed over the ``d`` dimensions, in
 nats. Leading sample dimensions of ``params`` broadcast against ``x``.
 
+Images are rows of ``d = C * H * W`` values in (C, H, W) order. A family that models the C
+values of a pixel jointly (:class:`~vaekit.logistic_mixture.DiscretizedLogisticMixture`) is told
+C (:attr:`Likelihood.channels`) and takes ``params_per_pixel`` numbers for each of the H * W
+pixels, parameter-major again: ``(..., n, params_per_pixel * H * W)``. For the other families a
+pixel's numbers are their ``params_per_dim`` for each channel, the same layout.
+
 Add a likelihood by subclassing :class:`Likelihood` and registering it in
 :data:`LIKELIHOODS`; no other module branches on likelihood names.
 """
@@ -43,13 +49,21 @@ class Likelihood:
     #: a density on the whole real line per dimension: real-valued data may be standardized for it
     #: (:mod:`vaekit.scaling`, ``standardize`` in the config)
     real_line: bool = False
+    #: values of one pixel: the images' C (set by :meth:`from_options`), 1 for data that are not images
+    channels: int = 1
+
+    @property
+    def params_per_pixel(self) -> int:
+        """Decoder outputs per pixel of :attr:`channels` values: params_per_dim for each channel,
+        unless the family models a pixel's channels jointly."""
+        return self.params_per_dim * self.channels
 
     @classmethod
-    def from_options(cls, options: Mapping[str, object] | None = None) -> Likelihood:
+    def from_options(cls, options: Mapping[str, object] | None = None, channels: int = 1) -> Likelihood:
         """Build from ``likelihood_options``: the family's own options, defaults for the ones left out.
 
         An option the family does not take, or a value that is not a positive finite number, is a
-        VaekitError naming it.
+        VaekitError naming it. ``channels`` is C of the images the family will model (1 otherwise).
         """
         given = dict(options or {})
         unknown = sorted(set(given) - set(cls.options))
@@ -66,7 +80,9 @@ class Likelihood:
                     f"likelihood_options: {name} must be a positive finite number, got {value!r}"
                 )
             values[name] = float(value)
-        return cls(**values)
+        likelihood = cls(**values)
+        likelihood.channels = channels
+        return likelihood
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         """log p(x | params) summed over dimensions: ``(..., n)`` nats."""
@@ -194,57 +210,76 @@ class GaussianFixed(Likelihood):
         return params + self.sigma * eps
 
 
+#: half the width of an 8-bit value's bin on [0, 1]: the values are v / 255, v in {0..255}
+HALF_BIN = 0.5 / 255.0
+#: logistic scales of the discretized families are at least e^-7, far below a bin: 1 / s stays finite
+LOG_S_MIN = -7.0
+
+
+def log_bin_probs(x: Tensor, mu: Tensor, log_s: Tensor) -> Tensor:
+    """log P(v) of 8-bit values x = v / 255 under logistics (mu, exp(log_s)), each integrated over
+    its value's bin; elementwise (broadcasting), nats.
+
+    P(v) = sigmoid((x + h - mu) / s) - sigmoid((x - h - mu) / s), h = 1/510; the edge bins v = 0 and
+    v = 255 take the tails down to -inf and up to +inf, so the 256 probabilities sum to 1. The
+    difference is taken as a product, sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(b - a)),
+    which is accurate in float32 however far x is in the tails and however narrow or wide the
+    logistic, so no mid-bin density approximation (as PixelCNN++ uses where the difference underflows)
+    is needed. log_s is clamped to at least :data:`LOG_S_MIN`.
+    """
+    inv_s = torch.exp(-log_s.clamp(min=LOG_S_MIN))
+    upper = inv_s * (x - mu + HALF_BIN)
+    lower = inv_s * (x - mu - HALF_BIN)
+    log_cdf_upper = -F.softplus(-upper)  # log sigmoid(upper): the v = 0 bin
+    log_sf_lower = -F.softplus(lower)  # log (1 - sigmoid(lower)): the v = 255 bin
+    log_mid = log_cdf_upper + log_sf_lower + torch.log(-torch.expm1(lower - upper))
+    log_p = torch.where(x > 1 - HALF_BIN, log_sf_lower, log_mid)
+    return torch.where(x < HALF_BIN, log_cdf_upper, log_p)
+
+
+def sample_bins(mu: Tensor, log_s: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One 8-bit value v / 255 per element from logistics (mu, exp(log_s)) rounded to the nearest
+    value (the edge values take the tails): draws from :func:`log_bin_probs`."""
+    u = torch.rand(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device).clamp(1e-6, 1 - 1e-6)
+    x = mu + log_s.clamp(min=LOG_S_MIN).exp() * (torch.log(u) - torch.log1p(-u))
+    return (x.clamp(0.0, 1.0) * 255).round() / 255
+
+
+def check_8bit(x: Tensor, name: str) -> str | None:
+    """Why x is not 8-bit values v / 255 in [0, 1] (the likelihood ``name`` needs them), or None."""
+    lo, hi = float(x.min()), float(x.max())
+    off_grid = float((x * 255 - (x * 255).round()).abs().max())
+    if lo < 0.0 or hi > 1.0 or off_grid > 1e-3:
+        return (
+            f"the {name} likelihood needs 8-bit values v / 255 in [0, 1]; "
+            f"got values in [{lo:g}, {hi:g}], up to {off_grid:.3g} of a level off the 1/255 grid"
+        )
+    return None
+
+
 class DiscretizedLogistic(Likelihood):
     """8-bit pixels x = v / 255, v in {0..255}: a logistic density integrated over each value's bin.
 
     params = [mu, log_s] along the last dimension (Salimans et al. 2017, PixelCNN++, one
-    component). P(v) = sigmoid((x + h - mu) / s) - sigmoid((x - h - mu) / s), h = 1/510 (half a
-    bin); the edge bins v = 0 and v = 255 take the tails down to -inf and up to +inf, so
-    the 256 probabilities sum to 1 and log p(x|z) is a discrete log-probability: divided by
-    d log 2 it is bits per dimension.
+    component); P(v) is :func:`log_bin_probs`, the 256 probabilities sum to 1, and log p(x|z) is a
+    discrete log-probability: divided by d log 2 it is bits per dimension.
     """
 
     discrete = True
     params_per_dim = 2
-    HALF_BIN = 0.5 / 255.0
-    LOG_S_MIN = -7.0  # scale >= e^-7, far below a bin, keeps 1 / s finite
-
-    def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        mu, log_s = params.chunk(2, dim=-1)
-        return mu, log_s.clamp(min=self.LOG_S_MIN)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
-        mu, log_s = self._split(params)
-        inv_s = torch.exp(-log_s)
-        upper = inv_s * (x - mu + self.HALF_BIN)
-        lower = inv_s * (x - mu - self.HALF_BIN)
-        log_cdf_upper = -F.softplus(-upper)  # log sigmoid(upper): the v = 0 bin
-        log_sf_lower = -F.softplus(lower)  # log (1 - sigmoid(lower)): the v = 255 bin
-        # inner bins, stably: sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(b - a)), a > b
-        log_mid = log_cdf_upper + log_sf_lower + torch.log(-torch.expm1(lower - upper))
-        log_p = torch.where(x > 1 - self.HALF_BIN, log_sf_lower, log_mid)
-        log_p = torch.where(x < self.HALF_BIN, log_cdf_upper, log_p)
-        return log_p.sum(-1)
+        return log_bin_probs(x, *params.chunk(2, dim=-1)).sum(-1)
 
     def mean(self, params: Tensor) -> Tensor:
         """The location mu clamped to [0, 1] (the logistic's mean, ignoring the edge bins' mass)."""
-        return self._split(params)[0].clamp(0.0, 1.0)
+        return params.chunk(2, dim=-1)[0].clamp(0.0, 1.0)
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        mu, log_s = self._split(params)
-        u = torch.rand(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device).clamp(1e-6, 1 - 1e-6)
-        x = mu + log_s.exp() * (torch.log(u) - torch.log1p(-u))
-        return (x.clamp(0.0, 1.0) * 255).round() / 255
+        return sample_bins(*params.chunk(2, dim=-1), generator)
 
     def check_data(self, x: Tensor) -> str | None:
-        lo, hi = float(x.min()), float(x.max())
-        off_grid = float((x * 255 - (x * 255).round()).abs().max())
-        if lo < 0.0 or hi > 1.0 or off_grid > 1e-3:
-            return (
-                "the discretized_logistic likelihood needs 8-bit values v / 255 in [0, 1]; "
-                f"got values in [{lo:g}, {hi:g}], up to {off_grid:.3g} of a level off the 1/255 grid"
-            )
-        return None
+        return check_8bit(x, "discretized_logistic")
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {
@@ -255,8 +290,9 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
 }
 
 
-def make_likelihood(name: str, options: Mapping[str, object] | None = None) -> Likelihood:
-    """Build a registered likelihood by name with its ``options`` (see :attr:`Likelihood.options`)."""
+def make_likelihood(name: str, options: Mapping[str, object] | None = None, channels: int = 1) -> Likelihood:
+    """Build a registered likelihood by name with its ``options`` (see :attr:`Likelihood.options`),
+    for images of ``channels`` channels (1: data that are not images)."""
     if name not in LIKELIHOODS:
         raise VaekitError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
-    return LIKELIHOODS[name].from_options(options)
+    return LIKELIHOODS[name].from_options(options, channels)

@@ -40,6 +40,12 @@ MAX_WIDTH = 2**16
 MAX_LAYERS = 256
 #: weights of one model: 1 GiB as float32, 4 GiB with their gradients and Adam's two moments
 MAX_PARAMETERS = 2**28
+#: mixture components K per pixel of the discretized logistic mixture: 25 times PixelCNN++'s 10
+#: (Salimans et al. 2017); at C = 3 the decoder then gives 2560 numbers a pixel
+MAX_COMPONENTS = 256
+#: halvings of an image side by arch 'resnet' (its levels): 2^13 = 8192, the side of the largest
+#: image vaekit reads (MAX_IMAGE_PIXELS = 8192^2)
+MAX_LEVELS = 13
 #: samples L of z per data point: 5 times the most the papers train with (k = 50, Burda et al.
 #: 2015); an evaluation pass holds (L, 1000, d) floats, 0.8 GB for MNIST at L = 256
 MAX_SAMPLES = 256

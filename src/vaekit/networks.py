@@ -8,8 +8,10 @@ takes a :class:`NetworkSpec` (and the architecture's keyword options, ``arch_opt
 config) and returns ``(encoder, decoder)``:
 
 - encoder: ``forward(x (n, d), y (n, c) or None) -> (mu, logvar)``, each ``(n, J)``;
-- decoder: ``forward(z (..., n, J), y (n, c) or None) -> params (..., n, k * d)``, the likelihood's
-  parameters, parameter-major (all first parameters of the d dimensions, then the second...).
+- decoder: ``forward(z (..., n, J), y (n, c) or None) -> params (..., n, spec.out_dim)``, the
+  likelihood's parameters, parameter-major: for images of (C, H, W), ``k = params_per_pixel`` maps
+  of H x W (k = the likelihood's params_per_dim times C when it takes numbers per dimension); for
+  other data, k numbers for each of the d dimensions (all first parameters, then the second...).
 
 A user adds one with :func:`register_architecture`; the model's config records its name and options,
 so :meth:`vaekit.VAE.load` rebuilds it once the registering module is imported.
@@ -65,29 +67,42 @@ class NetworkSpec:
     data_dim: int  # d, flattened data dimensions
     latent_dim: int  # J
     cond_dim: int  # c, 0 for an unconditional model
-    params_per_dim: int  # k, decoder outputs per data dimension (the likelihood's parameters)
+    params_per_pixel: int  # k, decoder outputs per pixel of C channels (per dimension for other data)
     hidden: tuple[int, ...]  # hidden widths of the encoder (the decoder mirrors them)
     activation: str  # a key of ACTIVATIONS
     image_shape: tuple[int, ...] | None  # (C, H, W) of image rows, None for other data
+
+    @property
+    def out_dim(self) -> int:
+        """Decoder outputs per example: k for each of the d / C pixels (C = 1 for other data)."""
+        channels = self.image_shape[0] if self.image_shape else 1
+        return self.params_per_pixel * (self.data_dim // channels)
 
 
 Builder = Callable[..., tuple[nn.Module, nn.Module]]
 #: encoder/decoder architectures by name (``ModelConfig.arch``): builder(spec, **arch_options)
 ARCHITECTURES: dict[str, Builder] = {}
+#: checks of the options of the architectures that have one: check(**arch_options) raises VaekitError
+OPTION_CHECKS: dict[str, Callable[..., None]] = {}
 
 
-def register_architecture(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: register ``builder(spec: NetworkSpec, **options) -> (encoder, decoder)`` as ``name``.
+def register_architecture(
+    name: str, check: Callable[..., None] | None = None
+) -> Callable[[Builder], Builder]:
+    """Decorator: register ``builder(spec: NetworkSpec, **options) -> (encoder, decoder)`` as ``name``;
+    ``check(**options)``, if given, refuses bad option values (with a VaekitError) before any build.
 
     >>> @register_architecture("wide")
     ... def wide(spec, width=1024):
-    ...     k, c, j = spec.params_per_dim, spec.cond_dim, spec.latent_dim
+    ...     c, j = spec.cond_dim, spec.latent_dim
     ...     encoder = GaussianEncoder(spec.data_dim + c, (width,), j, spec.activation)
-    ...     return encoder, Decoder(j + c, (width,), k * spec.data_dim, spec.activation)
+    ...     return encoder, Decoder(j + c, (width,), spec.out_dim, spec.activation)
     """
 
     def register(builder: Builder) -> Builder:
         ARCHITECTURES[name] = builder
+        if check is not None:
+            OPTION_CHECKS[name] = check
         return builder
 
     return register
@@ -130,7 +145,7 @@ def mlp_networks(spec: NetworkSpec) -> tuple[nn.Module, nn.Module]:
     """Fully connected encoder and mirrored decoder (the paper's MLPs, appendix C)."""
     j, c, h = spec.latent_dim, spec.cond_dim, spec.hidden
     encoder = GaussianEncoder(spec.data_dim + c, h, j, spec.activation)
-    return encoder, Decoder(j + c, h[::-1], spec.params_per_dim * spec.data_dim, spec.activation)
+    return encoder, Decoder(j + c, h[::-1], spec.out_dim, spec.activation)
 
 
 class ConvFeatures(nn.Module):
@@ -152,15 +167,16 @@ class ConvFeatures(nn.Module):
 
 
 class ConvOutput(nn.Module):
-    """Features ``(..., n, 64 * H/4 * W/4)`` -> likelihood parameters ``(..., n, k * C*H*W)``.
+    """Features ``(..., n, 64 * H/4 * W/4)`` -> likelihood parameters ``(..., n, k * H*W)``.
 
-    Two 4x4 stride-2 transposed convolutions; the k*C output channels are parameter-major,
-    so the flattened row is [first parameter of every pixel, second ...] as likelihoods expect.
+    Two 4x4 stride-2 transposed convolutions; the k = params_per_pixel output channels are
+    parameter-major, so the flattened row is [first parameter of every pixel, second ...] as
+    likelihoods expect.
     """
 
-    def __init__(self, image_shape: Sequence[int], params_per_dim: int, activation: str) -> None:
+    def __init__(self, image_shape: Sequence[int], params_per_pixel: int, activation: str) -> None:
         super().__init__()
-        c, h, w = image_shape
+        _, h, w = image_shape
         c1, c2 = CONV_CHANNELS
         act = ACTIVATIONS[activation]
         self.grid = (c2, h // 4, w // 4)
@@ -170,7 +186,7 @@ class ConvOutput(nn.Module):
             act(),
             nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
             act(),
-            nn.ConvTranspose2d(c1, params_per_dim * c, 4, stride=2, padding=1),
+            nn.ConvTranspose2d(c1, params_per_pixel, 4, stride=2, padding=1),
         )
 
     def forward(self, h: Tensor) -> Tensor:
@@ -208,7 +224,7 @@ def conv_networks(spec: NetworkSpec) -> tuple[nn.Module, nn.Module]:
     shape = spec.image_shape
     assert shape is not None
     features = ConvFeatures(shape, spec.activation)
-    to_data = ConvOutput(shape, spec.params_per_dim, spec.activation)
+    to_data = ConvOutput(shape, spec.params_per_pixel, spec.activation)
     j, c, h = spec.latent_dim, spec.cond_dim, spec.hidden
     encoder = ConvEncoder(features, GaussianEncoder(features.out_dim + c, h, j, spec.activation))
     return encoder, ConvDecoder(Decoder(j + c, h[::-1], to_data.in_dim, spec.activation), to_data)
@@ -235,18 +251,18 @@ class VAEModule(nn.Module):
         limits.check_network(type(self), data_dim, config, cond_dim, image_shape)
         super().__init__()
         self.data_dim, self.cond_dim, self.latent_dim = data_dim, cond_dim, config.latent_dim
-        self.likelihood: Likelihood = make_likelihood(config.likelihood, config.likelihood_options)
+        channels = image_shape[0] if image_shape is not None else 1
+        self.likelihood: Likelihood = make_likelihood(config.likelihood, config.likelihood_options, channels)
         #: per-column standardization of x (its mean and scale are buffers), or None (:mod:`vaekit.scaling`)
         standardize = scaling.applies(config, images=image_shape is not None)
         self.scaler = scaling.Standardizer(data_dim) if standardize else None
         if self.scaler is not None:  # the likelihood then scores (and decodes to) x in its own units
             self.likelihood = scaling.Standardized(self.likelihood, self.scaler)
-        k = self.likelihood.params_per_dim
         spec = NetworkSpec(
             data_dim,
             config.latent_dim,
             cond_dim,
-            k,
+            self.likelihood.params_per_pixel,
             tuple(config.hidden),
             config.activation,
             tuple(image_shape) if image_shape is not None else None,
@@ -254,7 +270,7 @@ class VAEModule(nn.Module):
         self.encoder, self.decoder = build_networks(config.arch, spec, config.arch_options)
         #: floats the decoder's widest layer holds per sample of z; evaluation sizes its passes by it
         self.decode_floats = max(
-            [*config.hidden, k * data_dim, getattr(self.decoder, "floats_per_sample", 0)]
+            [*config.hidden, spec.out_dim, getattr(self.decoder, "floats_per_sample", 0)]
         )
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -262,7 +278,7 @@ class VAEModule(nn.Module):
         return self.encoder(self.scaler(x) if self.scaler is not None else x, y)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        """z ``(..., n, J)``, y ``(n, c)`` -> likelihood parameters ``(..., n, k * d)``."""
+        """z ``(..., n, J)``, y ``(n, c)`` -> likelihood parameters ``(..., n, spec.out_dim)``."""
         return self.decoder(z, y)
 
 
@@ -275,7 +291,8 @@ def build_networks(
 
 
 def check_architecture(name: str, options: Mapping[str, Any] | None) -> None:
-    """VaekitError unless ``name`` is registered and its builder takes the keyword ``options``."""
+    """VaekitError unless ``name`` is registered, its builder takes the keyword ``options`` and their
+    values pass its check (:data:`OPTION_CHECKS`)."""
     if name not in ARCHITECTURES:
         raise VaekitError(
             f"architecture {name!r} is not registered (registered: {sorted(ARCHITECTURES)}); import the "
@@ -285,6 +302,8 @@ def check_architecture(name: str, options: Mapping[str, Any] | None) -> None:
         inspect.signature(ARCHITECTURES[name]).bind(None, **dict(options or {}))
     except TypeError as e:
         raise VaekitError(f"arch_options {dict(options or {})} do not fit architecture {name!r} ({e})") from e
+    if name in OPTION_CHECKS:
+        OPTION_CHECKS[name](**dict(options or {}))
 
 
 def _check_conv_shape(image_shape: Sequence[int] | None, data_dim: int) -> None:
