@@ -376,8 +376,7 @@ def _resume_settings(args: argparse.Namespace) -> tuple[Run, dict[str, Any], dic
     for name in (*checkpoint.RESUMABLE_CHANGES, checkpoint.EXTENDABLE):
         if given.get(name) is not None:
             params[name] = given[name]
-    if isinstance(params.get("hidden"), list):
-        params["hidden"] = tuple(params["hidden"])
+    params.update({k: tuple(params[k]) for k in ModelConfig.WIDTHS if isinstance(params.get(k), list)})
     return run, params, source
 
 

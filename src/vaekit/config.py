@@ -24,6 +24,7 @@ from vaekit.networks import ACTIVATIONS, ARCHITECTURES, check_architecture
 from vaekit.objectives import OBJECTIVES
 from vaekit.optim import LR_SCHEDULES, OPTIMIZERS
 from vaekit.precision import Precision
+from vaekit.priors import PRIORS, check_prior
 
 Estimator = Literal["analytic", "mc"]
 Binarize = Literal["none", "static", "dynamic"]
@@ -45,6 +46,7 @@ REGISTRIES: dict[str, Mapping[str, object]] = {
     "optimizer": OPTIMIZERS,
     "lr_schedule": LR_SCHEDULES,
     "objective": OBJECTIVES,
+    "prior": PRIORS,
 }
 
 #: latent size of `vaekit train --conditional` when --latent-dim is not given. With the label given
@@ -123,7 +125,9 @@ def _check_positive(cfg: object, *names: str) -> None:
 class ModelConfig:
     """The generative model p(z) p(x|z) and the inference model q(z|x)."""
 
-    latent_dim: int = option(20, "size J of the latent z; the prior is N(0, I_J)")
+    latent_dim: int = option(
+        20, "size J of the latent z (z_1, the layer the decoder reads, with upper_latents)"
+    )
     hidden: tuple[int, ...] = option((400,), "hidden widths of the encoder (the decoder mirrors them)")
     activation: str = option("relu", "hidden activation (the paper used tanh)")
     likelihood: str = option("bernoulli", "the decoder's observation model p(x|z)")
@@ -136,18 +140,36 @@ class ModelConfig:
         "standardize each column with the training split's mean and scale (vaekit.scaling); "
         "auto: for a real-line likelihood (gaussian) on data that are not images",
     )
+    upper_latents: tuple[int, ...] = option(
+        (), "sizes of stochastic layers z_2, z_3, ... above z (Burda et al. 2015's two layers: 50)"
+    )
+    upper_hidden: tuple[int, ...] = option(
+        (100, 100), "hidden widths of q(z_l+1|z_l) between stochastic layers (p(z_l|z_l+1) mirrors them)"
+    )
+    prior: str = option("normal", "prior of the top stochastic layer (vamp: Tomczak & Welling 2018)")
+    prior_options: dict[str, Any] | None = option(
+        None, 'the prior\'s options, e.g. {"components": 500} pseudo-inputs of vamp'
+    )
+
+    #: the fields holding layer widths (positive integers; lists in a run's config.json)
+    WIDTHS = ("hidden", "upper_latents", "upper_hidden")
 
     def __post_init__(self) -> None:
         limits.check_config(self)
         _check_fields(self)
         _check_positive(self, "latent_dim")
-        if not all(
-            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in self.hidden
-        ):
-            raise VaekitError(f"hidden must be positive layer widths, got {self.hidden!r}")
+        for name in self.WIDTHS:
+            widths = getattr(self, name)
+            if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in widths):
+                raise VaekitError(f"{name} must be positive layer widths, got {widths!r}")
         LIKELIHOODS[self.likelihood].from_options(self.likelihood_options)
         check_architecture(self.arch, self.arch_options)
         scaling.check(self)
+        check_prior(self.prior, self.prior_options)
+        if self.prior == "vamp" and self.conditional:
+            raise VaekitError(
+                "prior 'vamp' is for unconditional models (its pseudo-inputs have no condition)"
+            )
 
 
 @dataclass(frozen=True)
@@ -216,6 +238,7 @@ def split_params(params: dict[str, object]) -> tuple[ModelConfig, TrainConfig]:
     model_keys = {f.name for f in fields(ModelConfig)}
     model = {k: v for k, v in params.items() if k in model_keys}
     train = {k: v for k, v in params.items() if k not in model_keys}
-    if isinstance(model.get("hidden"), list):
-        model["hidden"] = tuple(model["hidden"])  # type: ignore[arg-type]
+    for name in ModelConfig.WIDTHS:
+        if isinstance(model.get(name), list):
+            model[name] = tuple(model[name])  # type: ignore[arg-type]
     return ModelConfig(**model), TrainConfig(**train)  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from vaekit.config import (
 from vaekit.data import binarize, check_array, float_rows
 from vaekit.errors import VaekitError
 from vaekit.evaluate import elbo_summary, evaluate, importance_log_likelihood, module_device
+from vaekit.hierarchy import make_module
 from vaekit.inputs import ArrayLike
 from vaekit.likelihoods import make_likelihood
 from vaekit.networks import VAEModule
@@ -73,6 +74,10 @@ class VAE(Transformer):
         arch: str = M.arch,
         arch_options: dict[str, Any] | None = M.arch_options,
         standardize: Standardize = M.standardize,
+        upper_latents: tuple[int, ...] = M.upper_latents,
+        upper_hidden: tuple[int, ...] = M.upper_hidden,
+        prior: str = M.prior,
+        prior_options: dict[str, Any] | None = M.prior_options,
         epochs: int = T.epochs,
         batch_size: int = T.batch_size,
         optimizer: str = T.optimizer,
@@ -190,7 +195,7 @@ class VAE(Transformer):
         shape = inputs.check_image_shape(image_shape, n_features)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_cfg.seed)
-            self.module_ = VAEModule(n_features, scaling.decided(model_cfg, standardized), cond[0], shape)
+            self.module_ = make_module(n_features, scaling.decided(model_cfg, standardized), cond[0], shape)
         if self.module_.scaler is not None and x is not None:
             self.module_.scaler.fit(x)
         self._built_with = self.get_params()  # what the run's config records for this model
@@ -326,7 +331,7 @@ class VAE(Transformer):
     def sample(
         self, n: int, seed: int | None = None, y: ArrayLike | int | None = None, mean: bool = True
     ) -> np.ndarray:
-        """Decoder means for n draws z ~ N(0, I) from the prior: ``(n, d)``.
+        """Decoder means for n draws z ~ p(z) from the prior: ``(n, d)`` (ancestral through the layers).
 
         seed : reproduces the draws; None (default): each call draws new ones (the model's
             seed and the number of earlier calls seed them, so a saved model's sequence repeats)
@@ -341,9 +346,7 @@ class VAE(Transformer):
                 np.random.SeedSequence([self.seed, SAMPLE_SEED, calls]).generate_state(1, np.uint64)[0] >> 2
             )
         seed = inputs.seed(seed)
-        z = torch.randn(
-            inputs.count(n, "n"), module.latent_dim, generator=torch.Generator().manual_seed(seed)
-        )
+        z = module.sample_latent(inputs.count(n, "n"), torch.Generator().manual_seed(seed))
         return self.inverse_transform(z, y, mean=mean, seed=seed)
 
     def score(self, X: ArrayLike, y: ArrayLike | None = None) -> float:
@@ -426,7 +429,7 @@ class VAE(Transformer):
         shape = list(self.image_shape_) if self.image_shape_ else None
         record = {
             "vaekit_version": __version__,
-            "params": {**params, "hidden": [int(h) for h in params["hidden"]]},
+            "params": {**params, **{k: [int(h) for h in params[k]] for k in M.WIDTHS}},
         }
         record.update(n_features_in=self.n_features_in_, image_shape=shape, cond_dim=self.module_.cond_dim)
         record.update(standardized=self.module_.scaler is not None)

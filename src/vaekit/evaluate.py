@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from vaekit.byterows import ByteRows
 from vaekit.likelihoods import CROSS_ENTROPY, LOG_DENSITY, LOG_PROBABILITY
 from vaekit.networks import VAEModule
-from vaekit.objectives import elbo, gaussian_kl, log_weights
+from vaekit.objectives import elbo, log_weights
 
 EVAL_BATCH = 1000  # rows per forward pass; bounds memory, not results
 #: importance samples x examples per pass of :func:`importance_log_likelihood`: on a CPU a pass
@@ -145,19 +145,29 @@ def importance_log_likelihood(
 
 
 @torch.inference_mode()
-def latent_usage(module: VAEModule, x: Tensor, y: Tensor | None = None) -> dict[str, object]:
+def latent_usage(module: VAEModule, x: Tensor, y: Tensor | None = None, seed: int = 0) -> dict[str, object]:
     """Active units and mean KL per latent dimension over the rows of x ``(n, d)``.
 
-    A unit u is active when Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2015, section 5.2).
+    A unit u is active when Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2015, section 5.2). With more
+    than one stochastic layer both count the units of all layers (z_1 first), and ``layers`` gives
+    each layer's units, active units and mean KL (nats); the expectations over the lower layers'
+    draws are Monte Carlo, seeded (:meth:`vaekit.hierarchy.HierarchicalVAE.layer_usage`).
     """
     module.eval()
     device = module_device(module)
-    mu, logvar = module.encode(x.to(device), y.to(device) if y is not None else None)  # (n, J) each
-    activity = mu.var(dim=0)  # (J,)
-    return {
-        "active_units": int((activity > 0.01).sum()),
-        "kl_per_dim": gaussian_kl(mu, logvar).mean(0).tolist(),
+    generator = torch.Generator(device).manual_seed(seed)
+    layers = module.layer_usage(x.to(device), y.to(device) if y is not None else None, generator)
+    active = [int((mean.var(dim=0) > 0.01).sum()) for mean, _, _ in layers]  # Cov_x(E_q[z_u]) > 0.01
+    usage: dict[str, object] = {
+        "active_units": sum(active),
+        "kl_per_dim": torch.cat([dims.mean(0) for _, dims, _ in layers]).tolist(),
     }
+    if len(layers) > 1:
+        usage["layers"] = [
+            {"units": dims.shape[1], "active_units": a, "kl": float(kl.mean())}
+            for (_, dims, kl), a in zip(layers, active, strict=True)
+        ]
+    return usage
 
 
 @torch.no_grad()
@@ -354,5 +364,7 @@ def eval_table(result: dict[str, object], samples: int = 1) -> str:
         )
     bits = f"bits/dim {r['bits_per_dim']:.4f}; " if r["bits_per_dim"] is not None else ""
     lines.append(f"{bits}{r['active_units']} of {len(r['kl_per_dim'])} units active")
+    for i, layer in enumerate(r.get("layers") or [], 1):
+        lines.append(f"  z{i}: {layer['active_units']} of {layer['units']} active, KL {layer['kl']:.2f} nats")
     lines.append(r["note"])
     return "\n".join(lines)

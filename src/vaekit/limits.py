@@ -66,7 +66,13 @@ MAX_IDX_BYTES = 60_000 * 28 * 28 + 16
 MAX_INTEGER = 2**63 - 1
 
 #: the integer fields of the configs that size memory, and their maxima (each also at least 1)
-SIZES = {"latent_dim": "MAX_WIDTH", "hidden": "MAX_WIDTH", "samples": "MAX_SAMPLES"}
+SIZES = {
+    "latent_dim": "MAX_WIDTH",
+    "hidden": "MAX_WIDTH",
+    "upper_latents": "MAX_WIDTH",
+    "upper_hidden": "MAX_WIDTH",
+    "samples": "MAX_SAMPLES",
+}
 
 
 def _integer(value: object) -> bool:
@@ -90,9 +96,9 @@ def check_config(cfg: Any) -> None:
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         items = value if isinstance(value, tuple) else (value,)
-        if f.name == "hidden" and len(items) > MAX_LAYERS:
+        if f.name in ("hidden", "upper_latents", "upper_hidden") and len(items) > MAX_LAYERS:
             raise VaekitError(
-                f"hidden must have at most {MAX_LAYERS} layers (limits.MAX_LAYERS), got {len(items)}"
+                f"{f.name} must have at most {MAX_LAYERS} layers (limits.MAX_LAYERS), got {len(items)}"
             )
         for item in items:
             if _integer(item) and abs(int(item)) > MAX_INTEGER:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from vaekit import limits, scaling
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import Likelihood, make_likelihood
+from vaekit.objectives import gaussian_kl
 
 if TYPE_CHECKING:
     from vaekit.config import ModelConfig
@@ -251,6 +252,8 @@ class VAEModule(nn.Module):
         limits.check_network(type(self), data_dim, config, cond_dim, image_shape)
         super().__init__()
         self.data_dim, self.cond_dim, self.latent_dim = data_dim, cond_dim, config.latent_dim
+        #: N(0, 1) draws per sample of the latents (more with layers above z)
+        self.noise_dim = config.latent_dim
         channels = image_shape[0] if image_shape is not None else 1
         self.likelihood: Likelihood = make_likelihood(config.likelihood, config.likelihood_options, channels)
         #: per-column standardization of x (its mean and scale are buffers), or None (:mod:`vaekit.scaling`)
@@ -280,6 +283,19 @@ class VAEModule(nn.Module):
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """z ``(..., n, J)``, y ``(n, c)`` -> likelihood parameters ``(..., n, spec.out_dim)``."""
         return self.decoder(z, y)
+
+    def sample_latent(self, n: int, generator: torch.Generator) -> Tensor:
+        """n draws z ~ p(z) = N(0, I) ``(n, J)``, on the generator's device."""
+        return torch.randn(n, self.latent_dim, generator=generator, device=generator.device)
+
+    def layer_usage(
+        self, x: Tensor, y: Tensor | None, generator: torch.Generator | None = None
+    ) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per stochastic layer (here one): E_q[z|x] ``(n, J)``, the KL per unit ``(n, J)`` (closed
+        form, Kingma & Welling 2014, App. B) and the KL ``(n,)``."""
+        mu, logvar = self.encode(x, y)  # (n, J) each
+        kl = gaussian_kl(mu, logvar)
+        return [(mu, kl, kl.sum(-1))]
 
 
 def build_networks(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
+from vaekit.errors import VaekitError
 from vaekit.likelihoods import LOG_2PI
 
 if TYPE_CHECKING:
@@ -78,12 +79,19 @@ def reparameterize(
 
 
 class Draw(NamedTuple):
-    """One encoding of a minibatch and its samples of z, from which every objective is computed."""
+    """One encoding of a minibatch and its samples of z, from which every objective is computed.
 
-    mu: Tensor  # (n, J) mean of q(z|x)
+    The last three are set by models whose latent is not one layer under N(0, I)
+    (:mod:`vaekit.hierarchy`); None means that model, whose terms are computed here from mu and logvar.
+    """
+
+    mu: Tensor  # (n, J) mean of q(z|x) (of the layer z_1 the decoder reads)
     logvar: Tensor  # (n, J) log-variance of q(z|x)
     z: Tensor  # (L, n, J) samples z ~ q(z|x)
     log_px_z: Tensor  # (L, n) log p(x|z), nats
+    log_pz: Tensor | None = None  # (L, n) log p(z) of every stochastic layer, nats
+    log_qz: Tensor | None = None  # (L, n) log q(z|x) of every stochastic layer, nats
+    kl: Tensor | None = None  # (L, n) the KL term, in closed form where the model has one, else log q - log p
 
 
 def draw(
@@ -94,7 +102,12 @@ def draw(
     generator: torch.Generator | None,
     eps: Tensor | None = None,
 ) -> Draw:
-    """Encode x ``(n, d)`` and draw z ``(L, n, J)`` from q(z|x), with log p(x|z) ``(L, n)``."""
+    """Encode x ``(n, d)`` and draw z ``(L, n, J)`` from q(z|x), with log p(x|z) ``(L, n)``.
+
+    A module with its own ``draw`` (:class:`vaekit.hierarchy.HierarchicalVAE`) draws itself.
+    """
+    if hasattr(module, "draw"):
+        return module.draw(x, y, samples, generator, eps)
     mu, logvar = module.encode(x, y)  # (n, J) each
     z = reparameterize(mu, logvar, samples, generator, eps)  # (L, n, J)
     return Draw(mu, logvar, z, module.likelihood.log_prob(x, module.decode(z, y)))
@@ -102,7 +115,9 @@ def draw(
 
 def elbo_terms(d: Draw, estimator: str = "analytic") -> ELBOTerms:
     """The ELBO's terms of a :class:`Draw`: estimator 'analytic' (B: closed-form KL) or 'mc' (A)."""
-    if estimator == "analytic":
+    if d.kl is not None:  # a model with more layers or another prior: its own KL estimates
+        kl = (d.kl if estimator == "analytic" else d.log_qz - d.log_pz).mean(0)  # type: ignore[operator]
+    elif estimator == "analytic":
         kl = gaussian_kl(d.mu, d.logvar).sum(-1)
     else:
         kl = (log_normal(d.z, d.mu, d.logvar) - log_standard_normal(d.z)).mean(0)
@@ -141,6 +156,8 @@ def log_weights(
 
 def importance_log_weights(d: Draw) -> Tensor:
     """log p(x, z_i) - log q(z_i|x) of a :class:`Draw`: ``(k, n)`` nats."""
+    if d.log_pz is not None:
+        return d.log_px_z + d.log_pz - d.log_qz  # type: ignore[operator]
     return d.log_px_z + log_standard_normal(d.z) - log_normal(d.z, d.mu, d.logvar)
 
 
@@ -196,6 +213,10 @@ class ELBOObjective(TrainingObjective):
         if config.free_bits == 0:
             terms = elbo_terms(d, config.estimator)
             return terms.loss(beta), terms
+        if d.kl is not None:
+            raise VaekitError(
+                "free_bits needs one stochastic layer and the 'normal' prior (a closed-form KL)"
+            )
         kl_per_dim = gaussian_kl(d.mu, d.logvar)  # (m, J)
         terms = ELBOTerms(recon=d.log_px_z.mean(0), kl=kl_per_dim.sum(-1))
         return beta * free_bits_kl(kl_per_dim, config.free_bits) - terms.recon.mean(), terms

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from vaekit import checkpoint, storage
 from vaekit.byterows import ByteRows
-from vaekit.config import with_old_defaults
+from vaekit.config import ModelConfig, with_old_defaults
 from vaekit.errors import VaekitError
 from vaekit.evaluate import importance_log_likelihoods, module_device
 from vaekit.networks import check_architecture
@@ -253,6 +253,9 @@ class Run:
         where, config = self.path(CONFIG), self.read_config()
         try:
             params = {**config["params"], "hidden": tuple(config["params"]["hidden"])}
+            params.update(
+                {k: tuple(params[k]) for k in ModelConfig.WIDTHS if isinstance(params.get(k), list)}
+            )
             check_architecture(params["arch"], params.get("arch_options"))
             if params.get("device") == "cuda" and not torch.cuda.is_available():
                 params["device"] = "cpu"

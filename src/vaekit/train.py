@@ -121,7 +121,7 @@ class Trainer:
             x = binarize(x, self.generator)
         m = len(x)
         eps = torch.randn(
-            (cfg.samples, m, self.module.latent_dim), generator=self.generator, device=self.device
+            (cfg.samples, m, self.module.noise_dim), generator=self.generator, device=self.device
         )
         rows = shard(m, self.rank, self.world)
         x, eps = x[rows], eps[:, rows]
