@@ -338,3 +338,16 @@ def test_burda2015_cell_flags_are_checked_and_old_records_resume(tmp_path, mnist
     assert "test NLL" in _reproduce(capsys, *argv, "-o", str(tmp_path / "old"), "--resume")
     assert main(["reproduce", *argv, "--samples", "5", "-o", str(tmp_path / "old"), "--resume"]) == 2
     assert "resume with the same command" in capsys.readouterr().err
+
+
+def test_burda2015_two_layer_cell_trains_burdas_hierarchy(tmp_path, mnist_subset, capsys):
+    argv = ["burda2015", "--layers", "2", "--objective", "iwae", "--samples", "5", "--budget", "1"]
+    argv += ["--eval-n", "20", "--eval-k", "10", "--data", str(mnist_subset), "-o", str(tmp_path / "two")]
+    out = _reproduce(capsys, *argv)
+    assert "(paper: 83.89 nats)" in out
+    params = json.loads((tmp_path / "two" / "config.json").read_text())["params"]
+    assert (params["hidden"], params["latent_dim"]) == ([200, 200], 100)
+    assert (params["upper_latents"], params["upper_hidden"]) == ([50], [100, 100])
+    assert (params["objective"], params["samples"]) == ("iwae", 5)
+    result = json.loads((tmp_path / "two" / "eval.json").read_text())
+    assert result["elbo"] < result["log_px"] < 0

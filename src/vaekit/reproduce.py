@@ -173,6 +173,11 @@ BURDA_PARAMS: dict[str, Any] = {
 #: the networks of each row group of Table 1, by number of stochastic layers, and how they read
 BURDA_LAYERS: dict[int, tuple[str, dict[str, Any]]] = {
     1: ("784-200-200-50 tanh", BURDA_PARAMS),
+    # two stochastic layers: x <-> z1 through 200-200, z1 (100 units) <-> z2 (50 units) through 100-100
+    2: (
+        "784-200-200-100 and 100-100-100-50 tanh",
+        {**BURDA_PARAMS, "latent_dim": 100, "upper_latents": (50,), "upper_hidden": (100, 100)},
+    ),
 }
 BURDA_K = 5000
 BURDA_PAPER = "Burda, Grosse & Salakhutdinov (2015), Importance Weighted Autoencoders, Table 1"
@@ -360,7 +365,7 @@ def burda_cell(
             "k": k,
             "shortened": bool(parts),
             "note": note,
-            "params": {**params, "hidden": list(params["hidden"])},
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
             "data": data.source,
             "paper_test_nll": paper_nll,
         }
@@ -451,7 +456,7 @@ def kingma2013(
             "latents": list(latents),
             "shortened": samples < KINGMA_SAMPLES,
             "note": note,
-            "params": {**params, "hidden": list(params["hidden"])},
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
             "data": data.source,
             "train_bound": f"ELBO on the first {KINGMA_TRAIN_BOUND_ROWS} train digits, binarization seed "
             f"{params['seed'] + TRAIN_BOUND_SEED}",
