@@ -12,8 +12,6 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# imported for their registrations: likelihood 'discretized_logistic_mixture', arch 'resnet'
-from vaekit import logistic_mixture, resnet  # noqa: F401
 from vaekit.errors import VaekitError
 
 #: the public names that come from modules importing torch, and their modules

@@ -296,3 +296,7 @@ def make_likelihood(name: str, options: Mapping[str, object] | None = None, chan
     if name not in LIKELIHOODS:
         raise VaekitError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
     return LIKELIHOODS[name].from_options(options, channels)
+
+
+# the families defined in modules of their own register themselves here, with the registry
+from vaekit import logistic_mixture  # noqa: E402, F401  ('discretized_logistic_mixture')

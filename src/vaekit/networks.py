@@ -332,3 +332,7 @@ def _check_conv_shape(image_shape: Sequence[int] | None, data_dim: int) -> None:
             f"arch 'conv' needs images of shape (C, H, W) with H and W divisible by 4 (such as 28x28 or "
             f"32x32) and C*H*W = {data_dim} features; got image shape {image_shape}"
         )
+
+
+# the architectures defined in modules of their own register themselves here, with the registry
+from vaekit import resnet  # noqa: E402, F401  ('resnet')

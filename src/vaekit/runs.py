@@ -267,7 +267,7 @@ class Run:
             return ModelRecord(
                 params,
                 config["n_features_in"],
-                tuple(shape) if shape else None,
+                None if shape is None else tuple(shape),
                 cond,
                 config.get("source"),
                 bool(config.get("standardized", False)),
