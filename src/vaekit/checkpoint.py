@@ -14,11 +14,12 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from vaekit import __version__, storage
-from vaekit.config import with_old_defaults
+from vaekit.config import ModelConfig, TrainConfig, with_old_defaults
 from vaekit.errors import VaekitError
 from vaekit.optim import LR_SCHEDULES
 from vaekit.train import Trainer
@@ -29,6 +30,8 @@ FORMAT = 2  # 2: the optimiser state of the flat parameter buffer (vaekit.flat)
 RESUMABLE_CHANGES = ("checkpoint_every", "verbose")
 #: a setting that may grow: more epochs extend a run whose learning rate does not depend on its length
 EXTENDABLE = "epochs"
+#: every setting's default: what a checkpoint written before the setting existed ran with
+DEFAULTS = {f.name: f.default for config in (ModelConfig, TrainConfig) for f in fields(config)}
 
 
 def save(path: Path, trainer: Trainer, record: dict[str, Any], history: list[dict[str, float]]) -> None:
@@ -81,7 +84,8 @@ def _check_same_run(path: Path, saved: Any, record: dict[str, Any]) -> None:
         raise VaekitError(f"{path}: not a vaekit checkpoint (no model record)")
     ignore = {*RESUMABLE_CHANGES, EXTENDABLE}
     ours = {k: v for k, v in record["params"].items() if k not in ignore}
-    theirs = {k: v for k, v in with_old_defaults(saved["params"]).items() if k not in ignore}
+    # a setting newer than the checkpoint: its value before it existed, else its default (e.g. patience)
+    theirs = {k: v for k, v in {**DEFAULTS, **with_old_defaults(saved["params"])}.items() if k not in ignore}
     ours.update(n_features_in=record["n_features_in"], image_shape=record["image_shape"])
     theirs.update(n_features_in=saved.get("n_features_in"), image_shape=saved.get("image_shape"))
     for key in sorted(set(ours) | set(theirs)):

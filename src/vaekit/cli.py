@@ -437,7 +437,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     if not writes:
         return 0
-    final = vae.history_[-1]
+    final = vae.history_[vae.best_epoch_ - 1 if vae.patience else -1]  # the epoch of the saved weights
     print(
         f"test ELBO {final['test_elbo']:.2f} nats per example "
         f"(reconstruction {final['test_recon']:.2f}, KL {final['test_kl']:.2f}); "

@@ -25,6 +25,7 @@ from vaekit.objectives import OBJECTIVES
 from vaekit.optim import LR_SCHEDULES, OPTIMIZERS
 from vaekit.precision import Precision
 from vaekit.priors import PRIORS, check_prior
+from vaekit.stopping import check_stopping
 
 Estimator = Literal["analytic", "mc"]
 Binarize = Literal["none", "static", "dynamic"]
@@ -37,6 +38,8 @@ MAX_SEED = 2**62  # seeds (plus the offsets below) must fit torch's 64-bit gener
 #: draw binarizing the train digits on which ``reproduce kingma2013`` evaluates its train bound, and
 #: (with the number of earlier calls) the draws of ``VAE.sample`` without a seed
 SPLIT_SEED, STATIC_BINARIZATION_SEED, EVAL_BINARIZATION_SEED, TRAIN_BOUND_SEED, SAMPLE_SEED = 0, 1, 2, 3, 4
+#: the validation split of ``validation``: which training rows it holds, then their one binarization
+VALIDATION_SEED = 5
 
 #: which registry the choices of a string field come from
 REGISTRIES: dict[str, Mapping[str, object]] = {
@@ -180,7 +183,13 @@ class TrainConfig:
     batch_size: int = option(128, "M, examples per minibatch")
     optimizer: str = option("adam", "optimiser (the paper used adagrad)")
     lr: float = option(1e-3, "learning rate")
-    lr_schedule: str = option("constant", "learning-rate schedule (burda: 8 stages, lr * 10^(-i/7))")
+    lr_schedule: str = option(
+        "constant",
+        "learning-rate schedule (burda: 8 stages, lr * 10^(-i/7); cosine: decay to ~0 over the run; "
+        "plateau: lr * plateau_factor when the validation, else train, ELBO stalls)",
+    )
+    plateau_factor: float = option(0.5, "lr_schedule plateau: the factor of each cut of the learning rate")
+    plateau_patience: int = option(2, "lr_schedule plateau: epochs without improvement before a cut")
     adam_eps: float = option(1e-8, "epsilon of Adam (Burda et al. 2015 used 1e-4)")
     weight_decay: float = option(0.0, "L2 penalty on the weights, the paper's Gaussian prior on them")
     estimator: Estimator = option("analytic", "SGVB estimator: B (analytic KL) or A ('mc', all Monte Carlo)")
@@ -192,7 +201,7 @@ class TrainConfig:
     binarize: Binarize = option(
         "none", "Bernoulli targets: grey levels, one fixed draw, a new draw per epoch"
     )
-    seed: int = option(0, "seeds weights, data order, eps, binarization and the held-out split")
+    seed: int = option(0, "seeds weights, data order, eps, binarization and the held-out splits")
     verbose: bool = option(False, "show a progress bar with the running ELBO", flag=False)
     device: Device = option("cpu", "where data and model live while training ('auto': cuda if available)")
     compile: bool = option(False, "torch.compile the objective (CUDA graphs on a GPU)")
@@ -200,6 +209,10 @@ class TrainConfig:
         "float32", "bf16: autocast the networks to bfloat16 (CUDA only; numbers in float32)"
     )
     checkpoint_every: int = option(500, "optimiser steps between checkpoints of a run folder (0: epoch ends)")
+    validation: float = option(0.0, "fraction of the training rows held out to validate each epoch (0: none)")
+    patience: int = option(
+        0, "early stopping: epochs without a better validation ELBO, then stop and keep the best (0: off)"
+    )
 
     def __post_init__(self) -> None:
         limits.check_config(self)
@@ -213,7 +226,7 @@ class TrainConfig:
             raise VaekitError("weight_decay and beta must be non-negative")
         if self.warmup_steps < 0 or self.free_bits < 0:
             raise VaekitError("warmup_steps and free_bits must be non-negative")
-        problem = OBJECTIVES[self.objective].check(self)
+        problem = OBJECTIVES[self.objective].check(self) or check_stopping(self)
         if problem:
             raise VaekitError(problem)
 

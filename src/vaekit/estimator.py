@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit import __version__, checkpoint, inputs, runs, scaling, storage
+from vaekit import __version__, checkpoint, inputs, runs, scaling, stopping, storage
 from vaekit.conditions import as_condition, check_setup, condition_setup
 from vaekit.config import (
     EVAL_BINARIZATION_SEED,
     SAMPLE_SEED,
     STATIC_BINARIZATION_SEED,
+    VALIDATION_SEED,
     Binarize,
     Device,
     Estimator,
@@ -47,7 +49,8 @@ class VAE(Transformer):
     The constructor only stores its arguments (see :class:`~vaekit.config.ModelConfig`
     and :class:`~vaekit.config.TrainConfig` for their meaning); :meth:`fit` builds
     ``module_`` (a :class:`torch.nn.Module`) and sets ``history_``,
-    ``n_features_in_`` and ``image_shape_``.
+    ``n_features_in_``, ``image_shape_``, and ``best_epoch_`` (the epoch of the best validation
+    ELBO, None without a ``validation`` split) and ``stopped_early_``.
 
     Arrays given to the methods are ``(n, d)`` rows, or ``(n, H, W)`` /
     ``(n, H, W, C)`` images that are flattened; 8-bit arrays are scaled to [0, 1].
@@ -98,6 +101,10 @@ class VAE(Transformer):
         compile: bool = T.compile,
         precision: Precision = T.precision,
         checkpoint_every: int = T.checkpoint_every,
+        validation: float = T.validation,
+        patience: int = T.patience,
+        plateau_factor: float = T.plateau_factor,
+        plateau_patience: int = T.plateau_patience,
     ) -> None:
         for name, value in list(locals().items()):  # each argument stored under its own name
             if name != "self":
@@ -224,6 +231,10 @@ class VAE(Transformer):
         y : ignored, unless ``conditional``: class labels ``(n,)`` (one-hot encoded) or
             condition vectors ``(n, c)``
         X_test, y_test : optional held-out rows (and conditions); each epoch's metrics then include its ELBO
+            (test_elbo, ...). With ``validation`` a seeded fraction of X is held out instead of
+            trained on (:func:`vaekit.stopping.hold_out`); each epoch's metrics include its ELBO
+            (val_elbo, ...) and best_epoch, and with ``patience`` training stops once it has not
+            improved for that many epochs, the model keeping the best epoch's weights.
         image_shape : (C, H, W) of the rows, for pictures; inferred from 3-D/4-D X
         on_epoch_end : called with each epoch's metrics (a dict of floats)
         checkpoint_dir : a run folder (:class:`vaekit.runs.Run`); its config is written there
@@ -245,6 +256,14 @@ class VAE(Transformer):
         self._build(x.shape[1], shape, self._condition_setup(y), standardized, x)
         self.source_ = source
         cond = self._cond(y, len(x))
+        validate = None
+        if self.validation:  # a seeded part of X is held out, not trained on
+            split = torch.Generator().manual_seed(self.seed + VALIDATION_SEED)
+            binarized = self.binarize != "none"
+            x, cond, x_val, cond_val = stopping.hold_out(x, cond, self.validation, split, binarized, "X")
+            held = {"rows": len(x_val), "sha256": runs.digest(x_val)}
+            self.source_ = {**(source or {}), "validation": held}  # the run's data record
+            validate = partial(self._held_out_summary, x_val, cond_val, "validation")
         if self.binarize == "static":
             x = binarize(x, torch.Generator().manual_seed(self.seed + STATIC_BINARIZATION_SEED))
         x_test = self.eval_targets(X_test, "X_test") if X_test is not None else None
@@ -252,12 +271,7 @@ class VAE(Transformer):
 
         def record(row: dict[str, float]) -> None:
             if x_test is not None:
-                test = elbo_summary(self.module_, x_test, cond_test, self.samples, self.estimator, self.seed)
-                if not np.isfinite(test["elbo"]):  # finite weights so large that the ELBO overflows
-                    raise VaekitError(
-                        f"training diverged in epoch {int(row['epoch'])}: the test ELBO is "
-                        f"{test['elbo']}; try a lower learning rate than {self.lr:g}"
-                    )
+                test = self._held_out_summary(x_test, cond_test, "test")
                 row.update({f"test_{k}": v for k, v in test.items()})
             self.history_.append(row)
             if on_epoch_end is not None:
@@ -265,8 +279,21 @@ class VAE(Transformer):
 
         save = runs.Run(checkpoint_dir).checkpointing(self, resume) if checkpoint_dir is not None else None
         with checkpoint.stop_on_sigint(self.trainer_) if save else nullcontext():
-            self.trainer_.fit(x, cond, on_epoch_end=record, on_checkpoint=save)
+            self.trainer_.fit(x, cond, on_epoch_end=record, on_checkpoint=save, validate=validate)
+        monitor = self.trainer_.monitor
+        self.best_epoch_ = monitor.best_epoch if self.validation else None
+        self.stopped_early_ = monitor.stopped
         return self
+
+    def _held_out_summary(self, x: Tensor, y: Tensor | None, what: str) -> dict[str, float | None]:
+        """:func:`vaekit.evaluate.elbo_summary` of held-out rows after an epoch; VaekitError if not finite."""
+        found = elbo_summary(self.module_, x, y, self.samples, self.estimator, self.seed)
+        if not np.isfinite(found["elbo"]):  # finite weights so large that the ELBO overflows
+            raise VaekitError(
+                f"training diverged in epoch {self.trainer_.epoch}: the {what} ELBO is "
+                f"{found['elbo']}; try a lower learning rate than {self.lr:g}"
+            )
+        return found
 
     def partial_fit(self, X: ArrayLike, y: ArrayLike | None = None, classes: ArrayLike | None = None) -> VAE:
         """One optimisation step on the batch X (initialising the model on first use). Returns self.

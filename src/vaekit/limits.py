@@ -55,9 +55,10 @@ MAX_DRAWS_PER_STEP = 2**17
 #: bytes of a JSON file vaekit reads (config.json, metrics.jsonl, eval.json): config.json is a few
 #: kB, metrics.jsonl some 300 bytes an epoch, so 64 MiB is over 200,000 epochs
 MAX_JSON_BYTES = 2**26
-#: bytes of a safetensors file: a checkpoint's weights and Adam's two moments (3 float32 a
-#: parameter), its epoch's permutation (one int64 a training row) and 64 MiB of metadata (the history)
-MAX_TENSOR_FILE_BYTES = 3 * 4 * MAX_PARAMETERS + 8 * MAX_VALUES + 2**26
+#: bytes of a safetensors file: a checkpoint's weights, Adam's two moments and the best epoch's
+#: weights (4 float32 a parameter), its epoch's permutation (one int64 a training row) and 64 MiB
+#: of metadata (the history)
+MAX_TENSOR_FILE_BYTES = 4 * 4 * MAX_PARAMETERS + 8 * MAX_VALUES + 2**26
 #: bytes of an uncompressed IDX file: the largest vaekit reads (60,000 training images of 28x28
 #: and a 16-byte header, MNIST and Fashion-MNIST); a longer one fails its checksum anyway
 MAX_IDX_BYTES = 60_000 * 28 * 28 + 16

@@ -2,10 +2,17 @@
 
 :data:`OPTIMIZERS` builds torch's fused optimiser over the trainer's one flat parameter
 buffer; :data:`LR_SCHEDULES` gives the learning rate of each optimisation step.
+
+The schedules are not torch.optim.lr_scheduler's: the trainer sets every step's rate from a
+closed form of (step, run length, the cuts of :class:`Plateau` so far), so that a resumed run
+computes the very floats of an uninterrupted one whatever step it resumes at. torch's
+CosineAnnealingLR steps a recursive form (which drifts from the closed form in the last bits)
+and ReduceLROnPlateau multiplies the optimiser's stored rate, which the trainer overwrites each step.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -14,6 +21,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from vaekit.config import TrainConfig
+    from vaekit.stopping import Monitor
 
 
 def adam(params: list[Tensor], config: TrainConfig) -> torch.optim.Optimizer:
@@ -43,6 +51,10 @@ class Schedule:
 
     def lr(self, base: float, step: int, total_steps: int) -> float:
         raise NotImplementedError
+
+    def epoch_end(self, monitor: Monitor, epoch: int, config: TrainConfig) -> None:
+        """After epoch ``epoch`` (1-based) was monitored: a schedule that follows the monitored
+        ELBO changes ``monitor.lr_scale`` here (the others do nothing)."""
 
 
 class Constant(Schedule):
@@ -81,7 +93,35 @@ class Burda(Schedule):
         return base * 10 ** (-burda_stage(step, total_steps) / 7)
 
 
-LR_SCHEDULES: dict[str, Schedule] = {"constant": Constant(), "burda": Burda()}
+class Cosine(Schedule):
+    """Cosine decay from ``lr`` towards 0 over the run (Loshchilov & Hutter 2017, SGDR, without
+    restarts): lr * (1 + cos(pi * step / total_steps)) / 2, so the last step's rate is ~0."""
+
+    length_dependent = True
+
+    def lr(self, base: float, step: int, total_steps: int) -> float:
+        return base * (1 + math.cos(math.pi * step / total_steps)) / 2
+
+
+class Plateau(Schedule):
+    """Reduce on plateau: ``lr`` times ``plateau_factor`` after each ``plateau_patience`` epochs in
+    which the monitored ELBO (validation, else train) did not improve on its best or on the last cut."""
+
+    def lr(self, base: float, step: int, total_steps: int) -> float:
+        return base  # times monitor.lr_scale, as for every schedule
+
+    def epoch_end(self, monitor: Monitor, epoch: int, config: TrainConfig) -> None:
+        if epoch - max(monitor.best_epoch, monitor.last_cut) >= config.plateau_patience:
+            monitor.lr_scale *= config.plateau_factor
+            monitor.last_cut = epoch
+
+
+LR_SCHEDULES: dict[str, Schedule] = {
+    "constant": Constant(),
+    "burda": Burda(),
+    "cosine": Cosine(),
+    "plateau": Plateau(),
+}
 
 
 def make_optimizer(params: list[Tensor], config: TrainConfig) -> torch.optim.Optimizer:
@@ -89,8 +129,9 @@ def make_optimizer(params: list[Tensor], config: TrainConfig) -> torch.optim.Opt
     return OPTIMIZERS[config.optimizer](params, config)
 
 
-def scheduled_lr(config: TrainConfig, step: int, total_steps: int | None) -> float:
-    """The learning rate of step ``step`` of ``total_steps`` (unknown outside ``fit``: ``config.lr``)."""
+def scheduled_lr(config: TrainConfig, step: int, total_steps: int | None, scale: float = 1.0) -> float:
+    """The learning rate of step ``step`` of ``total_steps`` (unknown outside ``fit``: ``config.lr``),
+    times ``scale`` (the cuts of :class:`Plateau`, :attr:`vaekit.stopping.Monitor.lr_scale`)."""
     if not total_steps:
         return config.lr
-    return LR_SCHEDULES[config.lr_schedule].lr(config.lr, step, total_steps)
+    return LR_SCHEDULES[config.lr_schedule].lr(config.lr, step, total_steps) * scale

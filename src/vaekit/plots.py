@@ -231,14 +231,14 @@ CURVE_TERMS = (
     ("kl", "KL(q(z|x) || p(z))"),
 )
 #: how the train and test curves are told apart in every figure: (label, line style, marker)
-SPLIT_STYLES = (("train", "-", "o"), ("test", "--", "s"))
+SPLIT_STYLES = (("train", "-", "o"), ("val", ":", "^"), ("test", "--", "s"))
 
 
 def curve_series(
     history: Sequence[Mapping[str, float]], term: str = "elbo"
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """(epochs, values) of one term of :data:`CURVE_TERMS` per curve, 'train' and 'test' (each when
-    every row has it)."""
+    """(epochs, values) of one term of :data:`CURVE_TERMS` per curve, 'train', 'val' (a validation
+    split) and 'test' (each when every row has it)."""
     epochs = [row["epoch"] for row in history]
     return {
         split: (epochs, [row[f"{split}_{term}"] for row in history])
@@ -298,6 +298,8 @@ def lower_bound_figure(curves: Mapping[str, Mapping[str, list[float]]], title: s
     )
     for ax, (panel, c) in zip(axes[0], curves.items(), strict=True):
         for split, style, marker in SPLIT_STYLES:
+            if split not in c:  # the figure has train and test curves, no validation
+                continue
             ax.plot(
                 c["samples"],
                 c[split],

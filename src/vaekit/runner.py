@@ -84,8 +84,13 @@ def train_into(
         if board is not None:
             board(row)
         test = f", test ELBO {row['test_elbo']:.2f}" if "test_elbo" in row else ""
+        val = (
+            f", validation ELBO {row['val_elbo']:.2f} (best: epoch {int(row['best_epoch'])})"
+            if "val_elbo" in row
+            else ""
+        )
         echo(
-            f"epoch {int(row['epoch'])}/{vae.epochs}: train ELBO {row['train_elbo']:.2f}{test} nats "
+            f"epoch {int(row['epoch'])}/{vae.epochs}: train ELBO {row['train_elbo']:.2f}{val}{test} nats "
             f"(lr {row['lr']:.2e}, {row['seconds']:.1f} s)"
         )
 
@@ -115,6 +120,11 @@ def train_into(
     finally:
         if board is not None:
             board.close()
+    if vae.stopped_early_:
+        echo(
+            f"early stopping: no better validation ELBO for {vae.patience} epochs; the model keeps "
+            f"epoch {vae.best_epoch_}'s weights"
+        )
     facts = diagnose.RunFacts(
         data.x_train.shape[1], vae.lr, scaling.raw_scale(model_cfg, data.x_train, images)
     )

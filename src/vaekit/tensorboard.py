@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 #: metrics-row key -> scalar tag; train and test share a chart section (the tag's prefix)
 SCALARS = {
     "train_elbo": "elbo/train",
+    "val_elbo": "elbo/validation",
     "test_elbo": "elbo/test",
     "train_recon": "recon/train",
     "test_recon": "recon/test",

@@ -43,6 +43,7 @@ from vaekit.networks import VAEModule
 from vaekit.objectives import ELBOTerms, beta_at, training_loss
 from vaekit.optim import make_optimizer, scheduled_lr
 from vaekit.parallel import process_group, resolve_device, shard
+from vaekit.stopping import VALIDATION_PREFIX, Monitor
 
 #: consecutive steps with a non-finite loss or gradient after which training stops
 MAX_BAD_STEPS = 20
@@ -93,6 +94,7 @@ class Trainer:
         # this process's sums over the epoch so far: recon, kl, examples (float64: 60k sums of ~100 nats)
         self._sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         self.stop_requested = False  # set (e.g. by a SIGINT handler) to stop after the current step
+        self.monitor = Monitor(config)  # each epoch's ELBO: best epoch, early stopping, plateau cuts
         objective: nn.Module = Objective(module, config)
         if self.world > 1:
             ids = [self.device] if self.device.type == "cuda" else None
@@ -145,7 +147,7 @@ class Trainer:
         if self.world > 1:  # every process skips the step if any one's loss or gradient is not finite
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         for group in self.optimizer.param_groups:
-            group["lr"] = scheduled_lr(cfg, self.step, self.total_steps)
+            group["lr"] = scheduled_lr(cfg, self.step, self.total_steps, self.monitor.lr_scale)
         self.optimizer.found_inf = bad  # type: ignore[attr-defined]  # the fused step skips itself if 1
         self.optimizer.step()
         self._bad_run = (self._bad_run + 1.0) * bad
@@ -265,21 +267,30 @@ class Trainer:
         y: Tensor | None = None,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None,
         on_checkpoint: Callable[[], None] | None = None,
+        validate: Callable[[], dict[str, float | None]] | None = None,
     ) -> list[dict[str, float]]:
-        """Train until ``config.epochs`` epochs are done (continuing from ``self.epoch``).
+        """Train until ``config.epochs`` epochs are done (continuing from ``self.epoch``) or early
+        stopping ends the run; then the module holds the best epoch's weights when
+        ``config.patience`` is on (:class:`vaekit.stopping.Monitor`), else the last epoch's.
 
         on_checkpoint : called every ``config.checkpoint_every`` steps, after each epoch's
             ``on_epoch_end``, and before stopping with KeyboardInterrupt on ``stop_requested``
+        validate : the metrics of the validation split (elbo, recon, kl) after an epoch; they join
+            the epoch's row as val_elbo, ... before the monitor and ``on_epoch_end`` see it
         """
         history = []
         x = on_device(x, self.device)  # resident on the device for the whole run (bytes: when they fit)
         y = y.to(self.device) if y is not None else None
-        while self.epoch < self.config.epochs:
+        while self.epoch < self.config.epochs and not self.monitor.stopped:
             row = self.train_epoch(x, y, on_checkpoint)
+            if validate is not None:
+                row.update({VALIDATION_PREFIX + k: v for k, v in validate().items()})
+            self.monitor.epoch_end(row, self.module)
             if on_epoch_end is not None:
                 on_epoch_end(row)
             history.append(row)
             self._checkpoint_or_stop(on_checkpoint, True)
+        self.monitor.restore_best(self.module)  # after the last checkpoint, which keeps the last weights
         return history
 
     def _checkpoint_or_stop(self, on_checkpoint: Callable[[], None] | None, due: bool) -> None:
@@ -300,8 +311,9 @@ class Trainer:
         Tensors: ``module.*`` weights, ``optimizer.<param index>.<name>`` (e.g. Adam's
         exp_avg), ``generator`` (the RNG state), ``epoch.perm`` and ``epoch.sums`` (the
         current epoch's order and running sums of recon, kl and examples), ``bad_run`` (the
-        current run of non-finite steps). Values: step, epoch and position counters and the
-        optimiser's param_groups.
+        current run of non-finite steps), ``best.*`` (the best epoch's weights, with patience).
+        Values: step, epoch and position counters, the optimiser's param_groups and ``monitor``
+        (:meth:`vaekit.stopping.Monitor.state_dict`).
         """
         tensors = {f"module.{k}": v for k, v in self.module.state_dict().items()}
         opt = self.optimizer.state_dict()
@@ -317,11 +329,14 @@ class Trainer:
         tensors["bad_run"] = self._bad_run
         if self._perm is not None:
             tensors["epoch.perm"] = self._perm
+        best, monitor = self.monitor.state_dict()
+        tensors.update(best)
         values.update(
             step=self.step,
             epoch=self.epoch,
             batch=self._batch,
             param_groups=opt["param_groups"],
+            monitor=monitor,
         )
         return tensors, values
 
@@ -348,6 +363,7 @@ class Trainer:
         self._sums = tensors["epoch.sums"].to(self.device, torch.float64)
         self._bad_run = tensors["bad_run"].to(self.device)
         self.step, self.epoch, self._batch = int(values["step"]), int(values["epoch"]), int(values["batch"])
+        self.monitor.load_state_dict(tensors, values.get("monitor"))  # absent in older checkpoints
 
 
 def _compile_mode(device: torch.device) -> str:
