@@ -26,7 +26,7 @@ def test_a_uint8_npy_is_mapped_and_gives_the_float_rows_bit_for_bit(u8_images):
     path, x = u8_images
     rows, labels, shape = read_file(path)
     expected, _ = as_rows(x, "x")  # the float32 rows vaekit read before: uint8 / 255
-    assert isinstance(rows, ByteRows) and rows.mapped is not None and labels is None and shape == (3, 8, 8)
+    assert isinstance(rows, ByteRows) and rows.on_disk and labels is None and shape == (3, 8, 8)
     assert torch.equal(rows.to("cpu"), expected)
     idx = torch.tensor([7, 0, 239, 7])
     assert torch.equal(rows.take(idx), expected[idx])
@@ -79,7 +79,7 @@ def test_a_celeba_folder_is_cropped_resized_cached_and_rebuilt_when_a_file_chang
 ):
     folder = _celeba(tmp_path / "img_align_celeba")
     first, labels, shape = read_file(folder, resize=(8, 8), crop=imagecache.SQUARE)
-    assert shape == (3, 8, 8) and labels is None and len(first) == 6 and first.mapped is not None
+    assert shape == (3, 8, 8) and labels is None and len(first) == 6 and first.on_disk
     cached = list((image_cache / "images").iterdir())
     assert len(cached) == 1 and cached[0].suffix == ".npy"  # no temporary file left
     # the first image by hand: a 40x30 JPEG decoded at half size (20x15, the smallest JPEG scale

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 import webbrowser
@@ -335,18 +336,24 @@ def test_command_prints_the_address_opens_it_and_stops_on_ctrl_c(run20, monkeypa
 
     def fake_open(url):
         def visit():
-            conn = http.client.HTTPConnection(url.split("/")[2], timeout=10)
-            conn.request("GET", "/api/run")
-            seen["facts"] = json.loads(conn.getresponse().read())
-            conn.close()
-            _thread.interrupt_main()  # Ctrl-C
+            try:
+                conn = http.client.HTTPConnection(url.split("/")[2], timeout=60)
+                conn.request("GET", "/api/run")
+                seen["facts"] = json.loads(conn.getresponse().read())
+                conn.close()
+            finally:  # a failed request must not leave the server running: the assertions below tell
+                _thread.interrupt_main()  # Ctrl-C
 
         seen["url"] = url
         threading.Thread(target=visit, daemon=True).start()
         return True
 
     monkeypatch.setattr(webbrowser, "open", fake_open)
-    assert main(["explore", str(run20), "--open", "-n", "50"]) == 0
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C raises KeyboardInterrupt
+    try:
+        assert main(["explore", str(run20), "--open", "-n", "50"]) == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
     out = capsys.readouterr().out
     assert f"at {seen['url']} " in out and seen["url"].startswith("http://127.0.0.1:")
     assert seen["facts"]["n_points"] == 50 and seen["facts"]["run"] == run20.name

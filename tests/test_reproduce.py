@@ -13,12 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vaekit import VAE, VaekitError, storage
+from vaekit import VAE, VaekitError, reproduce, storage
 from vaekit.cli import main
 from vaekit.config import TrainConfig
 from vaekit.data import load_data
 from vaekit.optim import burda_stage, scheduled_lr
 from vaekit.reproduce import (
+    BURDA_FAST,
     BURDA_TABLE,
     KINGMA_LATENTS,
     Budget,
@@ -265,7 +266,9 @@ def test_reproduce_resume_refuses_other_settings_and_takes_the_lock(tmp_path, mn
     assert "--resume needs the run folder" in capsys.readouterr().err
 
 
-def test_a_shortened_evaluation_is_marked_and_a_minutes_budget_covers_it(tmp_path, mnist_subset, capsys):
+def test_a_shortened_evaluation_is_marked_and_a_minutes_budget_covers_it(
+    tmp_path, mnist_subset, capsys, monkeypatch
+):
     argv = ["reproduce", "burda2015", "--budget", "1", "--eval-n", "20", "--eval-k", "10", "--quiet"]
     assert main([*argv, "--data", str(mnist_subset), "-o", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
@@ -273,7 +276,9 @@ def test_a_shortened_evaluation_is_marked_and_a_minutes_budget_covers_it(tmp_pat
     result = json.loads((tmp_path / "r" / "eval.json").read_text())
     assert result["n"] == 20 and result["k"] == 10
     # a minutes budget times the evaluation too: 0.2 min cannot hold k = 5000 on 200 digits and an epoch,
-    # so it evaluates fewer digits (at most half the budget) rather than running far past it
+    # so it evaluates fewer digits (at most half the budget) rather than running far past it; the
+    # evaluation's timing is fixed at 60 s for the 200 digits (a fast idle machine measured less than 6 s)
+    monkeypatch.setattr(reproduce, "_seconds_to_evaluate", lambda params, x_test, k: 60.0)
     assert (
         main(
             [
@@ -292,6 +297,45 @@ def test_a_shortened_evaluation_is_marked_and_a_minutes_budget_covers_it(tmp_pat
     )
     record = json.loads((tmp_path / "m" / "reproduce.json").read_text())
     assert record["eval_n"] < 200 and record["shortened"] and record["epochs"] >= 1
+
+
+def test_burda2015_fast_trains_the_fast_recipe_and_says_so(tmp_path, mnist_subset, capsys):
+    argv = ["burda2015", "--fast", "--budget", "2", "--eval-n", "20", "--eval-k", "10"]
+    out = _reproduce(capsys, *argv, "--data", str(mnist_subset), "-o", str(tmp_path / "f"))
+    assert "the fast recipe, not the paper's" in out
+    assert f"2 of the fast recipe's {BURDA_FAST['epochs']} epochs" in out
+    record = json.loads((tmp_path / "f" / "reproduce.json").read_text())
+    assert record["protocol"] == "fast" and record["stage_epochs"] is None and record["epochs"] == 2
+    assert record["settings"]["fast"] and record["shortened"]
+    params = json.loads((tmp_path / "f" / "config.json").read_text())["params"]
+    for name in ("batch_size", "lr", "lr_schedule"):
+        assert params[name] == BURDA_FAST[name]
+    assert params["hidden"] == [200, 200] and params["latent_dim"] == 50  # the paper's networks
+    # resuming without --fast asks for another protocol: refused, naming the settings
+    assert (
+        main(
+            [
+                "reproduce",
+                "burda2015",
+                "--budget",
+                "2",
+                "--eval-n",
+                "20",
+                "--eval-k",
+                "10",
+                "--quiet",
+                "--data",
+                str(mnist_subset),
+                "-o",
+                str(tmp_path / "f"),
+                "--resume",
+            ]
+        )
+        == 2
+    )
+    assert "'fast': True" in capsys.readouterr().err
+    assert main(["reproduce", "kingma2013", "--fast", "--budget", "1"]) == 2
+    assert "--fast: burda2015 only" in capsys.readouterr().err
 
 
 def test_burda2015_table_trains_each_cell_beside_the_paper_and_resumes_past_finished_cells(

@@ -1,20 +1,21 @@
-"""8-bit data rows kept as stored, in memory or memory-mapped from an ``.npy`` file, and turned into
+"""8-bit data rows kept as stored, in memory or on disk in an ``.npy`` file, and turned into
 float32 rows v / 255 a block at a time where they are used (a training minibatch, an evaluation chunk).
 
 A data set of 300,000 RGB images of 64x64 is 3.7 GB as bytes and 15 GB as float32 rows: held as
-:class:`ByteRows`, memory holds what a minibatch needs, and a memory-mapped file's pages are handed
-back to the kernel (``madvise(MADV_DONTNEED)``) once :data:`RELEASE_BYTES` may be mapped (each
-scattered row counting as a :data:`FAULT_AROUND` folio: in effect every minibatch), so that the
-process's resident memory stays near that however much of the file an epoch reads. The float values
-are exactly those of :func:`vaekit.data.float_rows` (the same float32 division by 255).
+:class:`ByteRows`, memory holds what a minibatch needs. The rows of a file (:class:`NpyFile`) are
+read where they are needed with ``pread``, into buffers of this process: nothing of the file is
+mapped, so the scattered rows of an epoch add nothing to the resident memory (their pages stay in
+the kernel's page cache, which is not this process's) and no page tables are made and torn down per
+minibatch. The float values are exactly those of :func:`vaekit.data.float_rows` (the same float32
+division by 255).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import mmap
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,22 +25,61 @@ from torch import Tensor
 
 from vaekit import limits, storage
 
-#: bytes read from a memory-mapped file between two releases of its pages: bounds the resident memory
-RELEASE_BYTES = 2**26
 #: rows per block of a pass over every row (digest, value range, materialising)
 BLOCK_ROWS = 4096
-#: bytes of a file the kernel may map at each page fault: a PMD-sized large folio of the page cache
-FAULT_AROUND = 2**21
 BYTE_MAX = 255  # the value of an 8-bit white
+
+
+class NpyFile:
+    """The uint8 rows ``(n, d)`` stored from byte ``offset`` of an open file, read with ``pread``.
+
+    fd : a descriptor of the file, owned from here on (closed once no rows use it)
+    """
+
+    def __init__(self, fd: int, offset: int, n: int, d: int) -> None:
+        self.fd, self.offset, self.shape = fd, offset, (n, d)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # minibatch rows come in random order
+        weakref.finalize(self, os.close, fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, rows: np.ndarray | slice) -> np.ndarray:
+        """A copy ``(m, d)`` of the rows at positions ``rows`` (a slice of step 1, or indices), each
+        run of consecutive positions in one ``pread``, in ascending file order."""
+        d = self.shape[1]
+        if isinstance(rows, slice):
+            start, stop, _ = rows.indices(len(self))
+            out = np.empty((max(0, stop - start), d), np.uint8)
+            self._pread(out, start)
+            return out
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        ascending = rows[order]
+        sorted_out = np.empty((len(rows), d), np.uint8)
+        cuts = np.flatnonzero(np.diff(ascending) != 1) + 1  # where a run of consecutive rows ends
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(rows)], strict=True):
+            self._pread(sorted_out[a:b], int(ascending[a]))
+        out = np.empty_like(sorted_out)
+        out[order] = sorted_out
+        return out
+
+    def _pread(self, out: np.ndarray, first_row: int) -> None:
+        """Fill the contiguous rows ``out`` from row ``first_row`` on (a short read is read on)."""
+        view, at = memoryview(out).cast("B"), self.offset + first_row * self.shape[1]
+        while len(view):
+            got = os.preadv(self.fd, [view], at)
+            if got == 0:
+                raise OSError(f"unexpected end of the data file at byte {at}")
+            view, at = view[got:], at + got
 
 
 class ByteRows:
     """uint8 rows ``(n, d)`` (images flattened in (C, H, W) order) standing for float32 rows v / divisor.
 
-    array : (N, d) uint8, in memory or a view of ``mapped``; or a uint8 tensor on a device (resident)
+    array : (N, d) uint8, in memory or on disk (:class:`NpyFile`); or a uint8 tensor on a device (resident)
     rows : which rows of ``array`` these are, in order (an index view, e.g. a train split); None: all
     divisor : 255 for 8-bit pixels, 1 for binarized 0/1 values
-    mapped : the memory map ``array`` is a view of (its pages are released as rows are read)
     hwc : (H, W, C) when ``array`` holds images channels last, turned to (C, H, W) as rows are read
 
     It behaves as the float rows where vaekit reads data: ``len``, ``shape``, slicing and indexing
@@ -48,16 +88,18 @@ class ByteRows:
 
     def __init__(
         self,
-        array: np.ndarray | Tensor,
+        array: np.ndarray | Tensor | NpyFile,
         rows: np.ndarray | None = None,
         divisor: int = BYTE_MAX,
-        mapped: mmap.mmap | None = None,
         source: str = "data",
         hwc: tuple[int, int, int] | None = None,
     ) -> None:
-        self.array, self.rows, self.divisor, self.mapped, self.source = array, rows, divisor, mapped, source
-        self.hwc = hwc
-        self._read = 0  # bytes read from ``mapped`` since its pages were last released
+        self.array, self.rows, self.divisor, self.source, self.hwc = array, rows, divisor, source, hwc
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the bytes are read from a file as they are used."""
+        return isinstance(self.array, NpyFile)
 
     # ------------------------------------------------------------------ shape and views
 
@@ -77,7 +119,7 @@ class ByteRows:
 
     def _view(self, rows: np.ndarray) -> ByteRows:
         base = self.rows[rows] if self.rows is not None else rows
-        return ByteRows(self.array, base, self.divisor, self.mapped, self.source, self.hwc)
+        return ByteRows(self.array, base, self.divisor, self.source, self.hwc)
 
     def __getitem__(self, index: slice | Tensor | np.ndarray) -> ByteRows:
         """The rows ``index`` selects (a slice, or integer indices), as a view: nothing is read."""
@@ -102,26 +144,15 @@ class ByteRows:
                 self.array.index_select(0, torch.from_numpy(np.asarray(rows)).to(self.array.device))
             )
         rows = self.rows[index] if self.rows is not None else index
-        if isinstance(rows, slice):
-            out = np.array(self.array[rows])  # a copy: the map's pages can be released
+        if isinstance(self.array, NpyFile):
+            out = self.array.read(rows)
         else:
-            order = np.argsort(rows, kind="stable")  # ascending offsets: sequential reads of the file
-            out = np.empty((len(rows), self.array.shape[1]), np.uint8)
-            out[order] = self.array[np.asarray(rows)[order]]
-        # a page fault maps the file's cached pages around it too (fault-around, or a whole large
-        # folio of the page cache, up to 2 MB): scattered rows are counted as that much each
-        mapped = out.nbytes if isinstance(rows, slice) else len(out) * max(out.shape[1], FAULT_AROUND)
-        self._release_after(mapped)
+            out = self.array[rows] if isinstance(rows, slice) else self.array[np.asarray(rows)]
         return self._chw(torch.from_numpy(out))
 
-    def _release_after(self, nbytes: int) -> None:
-        """Hand the mapped file's pages back to the kernel once RELEASE_BYTES have been read."""
-        if self.mapped is None:
-            return
-        self._read += nbytes
-        if self._read >= RELEASE_BYTES:
-            self.mapped.madvise(mmap.MADV_DONTNEED)  # they stay in the page cache, not in this process
-            self._read = 0
+    def byte_rows(self) -> np.ndarray:
+        """All these rows' bytes ``(n, d)`` in (C, H, W) order, as an array in memory."""
+        return self._bytes(slice(None) if self.rows is None else np.arange(len(self))).cpu().numpy()
 
     def values(self, v: Tensor, device: torch.device | str | None = None) -> Tensor:
         """uint8 v ``(m, d)`` -> float32 v / divisor on ``device``, converted there.
@@ -174,7 +205,7 @@ class ByteRows:
         if self.nbytes > free_fraction * free:
             return self
         on_device = torch.cat([b.to(device) for b in self.blocks()])
-        return ByteRows(on_device, None, self.divisor, None, self.source)  # blocks are (C, H, W) rows
+        return ByteRows(on_device, None, self.divisor, self.source)  # blocks are (C, H, W) rows
 
     # ------------------------------------------------------------------ summaries
 
@@ -209,7 +240,7 @@ class ByteRows:
     def binarized(self, generator: torch.Generator) -> ByteRows:
         """One Bernoulli draw per value with P(1) = value, block by block, kept as 0/1 bytes in memory."""
         draws = [torch.bernoulli(self.values(b), generator=generator).to(torch.uint8) for b in self.blocks()]
-        return ByteRows(torch.cat(draws).numpy(), None, 1, None, self.source)
+        return ByteRows(torch.cat(draws).numpy(), None, 1, self.source)
 
 
 def gather(x: Tensor | ByteRows, idx: Tensor) -> Tensor:
@@ -226,7 +257,7 @@ def on_device(x: Tensor | ByteRows, device: torch.device) -> Tensor | ByteRows:
 
 def open_npy(path: Path) -> tuple[ByteRows, tuple[int, int, int] | None] | None:
     """An ``.npy`` file of uint8 rows (N, D) or images (N, H, W) or (N, H, W, C) with C in 1, 3, 4
-    (as :func:`vaekit.data.as_rows` reads them), memory-mapped: the rows and their (C, H, W) shape
+    (as :func:`vaekit.data.as_rows` reads them), read from disk as used: the rows and their (C, H, W) shape
     (None for rows). None for any other dtype or layout, which the caller reads as before.
 
     The header is checked against the file's size and :data:`vaekit.limits.MAX_MAPPED_BYTES` first.
@@ -249,11 +280,9 @@ def open_npy(path: Path) -> tuple[ByteRows, tuple[int, int, int] | None] | None:
         if nbytes == 0 or nbytes > size - offset:
             return None  # the caller's reader says what is wrong
         limits.check_mapped(path, nbytes)
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    mapped.madvise(mmap.MADV_RANDOM)  # minibatch rows are read in random order: no readahead
-    array = np.frombuffer(mapped, np.uint8, count=nbytes, offset=offset).reshape(shape[0], -1)
+        array = NpyFile(os.dup(f.fileno()), offset, shape[0], nbytes // shape[0])
     if len(shape) == 2:
-        return ByteRows(array, mapped=mapped, source=str(path)), None
+        return ByteRows(array, source=str(path)), None
     h, w, c = (*shape[1:3], shape[3] if len(shape) == 4 else 1)
     hwc = (h, w, c) if c > 1 else None
-    return ByteRows(array, mapped=mapped, source=str(path), hwc=hwc), (c, h, w)
+    return ByteRows(array, source=str(path), hwc=hwc), (c, h, w)

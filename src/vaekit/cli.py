@@ -279,6 +279,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="burda2015: train and evaluate every cell of Table 1 (of --layers only, if given)",
     )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="burda2015: train with the fast recipe (a tenth of the paper's compute) instead of the "
+        "paper's schedule",
+    )
     p.add_argument("-o", "--out", type=Path, help="run folder (default: runs/PAPER-TIME)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
     p.add_argument(

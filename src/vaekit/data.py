@@ -76,7 +76,7 @@ class Data:
     """A data set with train and test splits.
 
     x_train, x_test : (n, d) float32 tensors, or :class:`~vaekit.byterows.ByteRows` (8-bit values
-                      kept as bytes, perhaps memory-mapped, turned into float32 a minibatch at a
+                      kept as bytes, perhaps on disk, turned into float32 a minibatch at a
                       time); images flattened in (C, H, W) order
     y_train, y_test : (n,) int64 class labels, (n, c) float32 condition vectors, or None
     image_shape     : (C, H, W) when the rows are images, else None
@@ -555,7 +555,7 @@ def read_file(
     """Every row of a user's ``.npy``, ``.npz``, ``.csv`` file or image folder.
 
     Returns ``(rows (n, d), labels (n,) or None, image shape or None)`` (the rows of an ``.npy``
-    file of uint8 images memory-mapped as :class:`~vaekit.byterows.ByteRows`), or a
+    file of uint8 images read from disk as used, as :class:`~vaekit.byterows.ByteRows`), or a
     :class:`Data` when an ``.npz`` file holds its own ``x_train``/``x_test`` splits.
     label_column : the header's name of a CSV file's column of class labels 0, 1, 2, ...
     """
@@ -577,7 +577,7 @@ def read_file(
             y = _folder_labels(files)
             labels = torch.from_numpy(y.astype(np.int64)) if y is not None else None
             cached = imagecache.cached_folder(path, files, _open_image, resize, crop)
-            if cached is not None:  # 8-bit images: decoded once, then mapped
+            if cached is not None:  # 8-bit images: decoded once, then read from the cache
                 return cached[0], labels, cached[1]
             x = _read_image_folder(path, files, resize, crop)
         elif path.suffix in SIGNATURES:

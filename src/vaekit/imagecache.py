@@ -1,10 +1,10 @@
-"""Image folders decoded once into a cache of uint8 images, memory-mapped on every later run.
+"""Image folders decoded once into a cache of uint8 images, read from disk on every later run.
 
 A folder of 8-bit PNG/JPEG images (e.g. CelebA's ``img_align_celeba/``, 202,599 JPEGs) is decoded
 one image at a time (a JPEG straight at a reduced scale when it is to be shrunk, ``Image.draft``),
 centre-cropped (``crop``) and resized (``resize``) as asked, and written once as an ``.npy`` of
 (N, H, W, C) bytes under :func:`cache_dir`, named by the folder and a key of its file list (names,
-sizes, modification times) and the options: a later run with the same folder and options maps that
+sizes, modification times) and the options: a later run with the same folder and options opens that
 file (:func:`vaekit.byterows.open_npy`) and starts in seconds; a changed, added or removed file
 changes the key, so the cache is rebuilt (and the folder's older caches removed). The file is
 written under a temporary name and renamed when complete, so that a killed run or two concurrent
@@ -115,7 +115,7 @@ def cached_folder(
     crop: Crop | None = None,
     progress: bool = True,
 ) -> tuple[ByteRows, tuple[int, int, int]] | None:
-    """The images of ``files`` (below ``folder``) as memory-mapped byte rows and their (C, H, W),
+    """The images of ``files`` (below ``folder``) as byte rows read from disk and their (C, H, W),
     from the cache, built first if needed; None when an image is not 8-bit (the caller reads floats).
 
     opener : opens an image checked against :mod:`vaekit.limits`; its ``draft`` (W, H) -> (W, H)

@@ -25,7 +25,7 @@ MAX_VALUES = 2**30
 #: bytes the arrays of one data file may take as stored: the 4 GiB of their float32 rows, so that a
 #: float64 file (or a small .npz inflating to gigabytes) is held to what vaekit would keep of it
 MAX_DATA_BYTES = 4 * MAX_VALUES
-#: bytes of one memory-mapped uint8 data file (or image-folder cache), read a minibatch at a time
+#: bytes of one uint8 data file read from disk (or image-folder cache), read a minibatch at a time
 #: (:mod:`vaekit.byterows`), so not held to MAX_DATA_BYTES: 1 TiB, 80 times ImageNet's 1.28 million
 #: training images at 64x64x3
 MAX_MAPPED_BYTES = 2**40

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from vaekit import limits, scaling
+from vaekit import layout, limits, scaling
 from vaekit.errors import VaekitError
 from vaekit.likelihoods import Likelihood, make_likelihood
 from vaekit.objectives import gaussian_kl
@@ -164,7 +164,7 @@ class ConvFeatures(nn.Module):
         self.out_dim = c2 * (h // 4) * (w // 4)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.reshape(-1, *self.image_shape)).flatten(1)
+        return self.net(layout.images(x, self.image_shape)).flatten(1)
 
 
 class ConvOutput(nn.Module):
@@ -191,7 +191,7 @@ class ConvOutput(nn.Module):
         )
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.net(h.reshape(-1, *self.grid)).reshape(*h.shape[:-1], -1)
+        return self.net(layout.images(h, self.grid)).reshape(*h.shape[:-1], -1)
 
 
 class ConvEncoder(nn.Module):

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vaekit import limits
+from vaekit import layout, limits
 from vaekit.errors import VaekitError
 from vaekit.networks import (
     ACTIVATIONS,
@@ -103,7 +103,7 @@ class ResNetFeatures(nn.Module):
         self.net = nn.Sequential(*layers, ACTIVATIONS[activation]())
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.reshape(-1, *self.image_shape)).flatten(1)
+        return self.net(layout.images(x, self.image_shape)).flatten(1)
 
 
 class ResNetOutput(nn.Module):
@@ -133,14 +133,15 @@ class ResNetOutput(nn.Module):
         self.widest = max(width, params_per_pixel) * height * breadth
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.net(h.reshape(-1, *self.grid)).reshape(*h.shape[:-1], -1)
+        return self.net(layout.images(h, self.grid)).reshape(*h.shape[:-1], -1)
 
 
 def _condition_maps(maps: Tensor, y: Tensor | None) -> Tensor:
     """Append the condition y ``(m, c)`` to maps ``(m, w, h, v)`` as c constant maps."""
     if y is None:
         return maps
-    return torch.cat([maps, y[:, :, None, None].expand(-1, -1, *maps.shape[2:])], dim=1)
+    joined = torch.cat([maps, y[:, :, None, None].expand(-1, -1, *maps.shape[2:])], dim=1)
+    return layout.images(joined, joined.shape[1:])  # torch.cat of these returns NCHW
 
 
 class GridEncoderHead(nn.Module):
@@ -152,7 +153,7 @@ class GridEncoderHead(nn.Module):
         self.conv = WNConv2d(grid[0] + cond_dim, 2 * z_maps, 1)
 
     def forward(self, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.conv(_condition_maps(h.reshape(-1, *self.grid), y)).chunk(2, dim=1)
+        mu, logvar = self.conv(_condition_maps(layout.images(h, self.grid), y)).chunk(2, dim=1)
         return mu.flatten(1), logvar.flatten(1).clamp(*LOGVAR_RANGE)
 
 
@@ -167,7 +168,7 @@ class GridDecoderHead(nn.Module):
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if y is not None:
             y = y.expand(*z.shape[:-1], y.shape[-1]).reshape(-1, y.shape[-1])
-        maps = _condition_maps(z.reshape(-1, *self.z_grid), y)
+        maps = _condition_maps(layout.images(z, self.z_grid), y)
         return self.conv(maps).reshape(*z.shape[:-1], -1)
 
 
