@@ -38,7 +38,7 @@ path, mode, steps, subset = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.
 x, _, shape = read_file(path)
 start = time.perf_counter()
 if mode == "memory":
-    x = ByteRows(x[:subset].byte_rows(), source=path)  # (C, H, W) rows in memory
+    x = ByteRows(x.array.read(slice(0, subset)), source=path, hwc=x.hwc)  # the same bytes, in memory
 value_range, digest = x.value_range(), runs.digest(x)
 checks = time.perf_counter() - start
 vae = VAE(latent_dim=32, hidden=(256,), batch_size=128, binarize="dynamic", epochs=1)

@@ -97,13 +97,13 @@ def train_one(name: str, data: Path, out: Path, args: argparse.Namespace) -> dic
     if params["likelihood"] == "discretized_logistic_mixture":
         params["likelihood_options"] = {"components": args.components}
     vae = VAE(latent_dim=args.latent, batch_size=64, lr=args.lr, seed=0, verbose=False, **params)
-    x = torch.as_tensor(x_train).permute(0, 3, 1, 2).float().div(255)  # (n, 3, 32, 32)
-    rows = x.reshape(len(x), -1)
+    images = torch.as_tensor(x_train).float().div(255)  # (n, 32, 32, 3), as vaekit reads image arrays
+    rows = images.permute(0, 3, 1, 2).reshape(len(images), -1)  # (n, 3 * 32 * 32) in (C, H, W) order
     order = torch.Generator().manual_seed(0)
     steps, trained = 0, 0.0
-    vae.partial_fit(x[:64])  # builds the model (the first step)
+    vae.partial_fit(images[:64])  # builds the model for (3, 32, 32) images (the first step)
     while trained < args.minutes * 60:
-        for idx in torch.randperm(len(x), generator=order).split(64):
+        for idx in torch.randperm(len(rows), generator=order).split(64):
             start = time.perf_counter()
             vae.trainer_.train_step(rows[idx])  # what fit() does each step
             trained += time.perf_counter() - start

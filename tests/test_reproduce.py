@@ -20,6 +20,7 @@ from vaekit.data import load_data
 from vaekit.optim import burda_stage, scheduled_lr
 from vaekit.reproduce import (
     BURDA_FAST,
+    BURDA_PARAMS,
     BURDA_TABLE,
     KINGMA_LATENTS,
     Budget,
@@ -311,6 +312,14 @@ def test_burda2015_fast_trains_the_fast_recipe_and_says_so(tmp_path, mnist_subse
     for name in ("batch_size", "lr", "lr_schedule"):
         assert params[name] == BURDA_FAST[name]
     assert params["hidden"] == [200, 200] and params["latent_dim"] == 50  # the paper's networks
+    # the weights are those of VAE.fit with the recipe (what benchmarks/burda_fast.py --recipe fast trains)
+    recipe = {k: v for k, v in BURDA_FAST.items() if k != "epochs"}
+    fitted = VAE(**{**BURDA_PARAMS, **recipe, "epochs": 2, "verbose": False})
+    fitted.fit(load_data(str(mnist_subset)).x_train)
+    saved = storage.load_tensors(tmp_path / "f" / "model.safetensors")
+    assert saved.keys() == fitted.module_.state_dict().keys()
+    for name, value in fitted.module_.state_dict().items():
+        assert torch.equal(saved[name], value), name
     # resuming without --fast asks for another protocol: refused, naming the settings
     assert (
         main(

@@ -150,10 +150,6 @@ class ByteRows:
             out = self.array[rows] if isinstance(rows, slice) else self.array[np.asarray(rows)]
         return self._chw(torch.from_numpy(out))
 
-    def byte_rows(self) -> np.ndarray:
-        """All these rows' bytes ``(n, d)`` in (C, H, W) order, as an array in memory."""
-        return self._bytes(slice(None) if self.rows is None else np.arange(len(self))).cpu().numpy()
-
     def values(self, v: Tensor, device: torch.device | str | None = None) -> Tensor:
         """uint8 v ``(m, d)`` -> float32 v / divisor on ``device``, converted there.
 
