@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from vaekit import VAE, VaekitError, cifar, imagecache
-from vaekit.byterows import ByteRows
+from vaekit.byterows import ByteRows, NpyFile
 from vaekit.data import as_rows, load_cifar10, load_file, read_file
 
 RNG = np.random.default_rng(0)
@@ -33,6 +33,31 @@ def test_a_uint8_npy_is_mapped_and_gives_the_float_rows_bit_for_bit(u8_images):
     view = rows[torch.tensor([5, 9, 2])][1:]  # views of views: rows 9 and 2
     assert torch.equal(view.to("cpu"), expected[[9, 2]])
     assert rows.value_range() == (float(expected.min()), float(expected.max()))
+
+
+def test_a_file_is_read_once_for_its_digest_and_value_range_and_a_minibatch_reads_only_its_rows(
+    u8_images, monkeypatch
+):
+    path, x = u8_images
+    rows, _, _ = read_file(path)
+    read = []
+    original = NpyFile.read
+
+    def counted(self, index):
+        out = original(self, index)
+        read.append(out.nbytes)
+        return out
+
+    monkeypatch.setattr(NpyFile, "read", counted)
+    digest, value_range = rows.digest(), rows.value_range()
+    assert sum(read) == x.nbytes  # one pass over every byte for both
+    assert rows.digest() == digest and rows.value_range() == value_range == (x.min() / 255, x.max() / 255)
+    assert sum(read) == x.nbytes
+    read.clear()
+    rows.take(torch.tensor([3, 4, 5, 100]))
+    assert sum(read) == 4 * x[0].nbytes  # the minibatch's rows, nothing else
+    # the digest is of the bytes: the same as of the same bytes held in memory
+    assert ByteRows(x.reshape(len(x), -1), hwc=rows.hwc).digest() == digest
 
 
 def test_training_on_mapped_bytes_equals_training_on_their_floats(u8_images):

@@ -95,6 +95,7 @@ class ByteRows:
         hwc: tuple[int, int, int] | None = None,
     ) -> None:
         self.array, self.rows, self.divisor, self.source, self.hwc = array, rows, divisor, source, hwc
+        self._scanned: tuple[str, tuple[int, int]] | None = None  # what :meth:`_scan` found
 
     @property
     def on_disk(self) -> bool:
@@ -205,12 +206,21 @@ class ByteRows:
 
     # ------------------------------------------------------------------ summaries
 
+    def _scan(self) -> tuple[str, tuple[int, int]]:
+        """The digest and the (smallest, largest) stored byte, from one pass over every byte (made
+        once: ``vaekit train`` asks for both before training, and a pass over a large file is slow)."""
+        if self._scanned is None:
+            h = hashlib.sha256(f"uint8/{self.divisor}:{self.shape[1]}:".encode())
+            lo, hi = BYTE_MAX, 0
+            for block in self.blocks():
+                h.update(block.numpy().tobytes())
+                lo, hi = min(lo, int(block.min())), max(hi, int(block.max()))
+            self._scanned = h.hexdigest(), (lo, hi)
+        return self._scanned
+
     def digest(self) -> str:
         """SHA-256 of the stored bytes and the divisor: what a run records to know its data again."""
-        h = hashlib.sha256(f"uint8/{self.divisor}:{self.shape[1]}:".encode())
-        for block in self.blocks():
-            h.update(block.numpy().tobytes())
-        return h.hexdigest()
+        return self._scan()[0]
 
     def float_digest(self) -> str:
         """SHA-256 of the float32 rows: :func:`vaekit.runs.digest` of :meth:`to` (runs of old versions)."""
@@ -220,10 +230,8 @@ class ByteRows:
         return h.hexdigest()
 
     def value_range(self) -> tuple[float, float]:
-        """(min, max) of the float values, in one pass over the bytes."""
-        lo, hi = BYTE_MAX, 0
-        for block in self.blocks():
-            lo, hi = min(lo, int(block.min())), max(hi, int(block.max()))
+        """(min, max) of the float values (found with the digest, in one pass over the bytes)."""
+        lo, hi = self._scan()[1]
         return lo / self.divisor, hi / self.divisor
 
     def levels_present(self) -> Tensor:
