@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
@@ -110,28 +109,7 @@ class VAE(Transformer):
             if name != "self":
                 setattr(self, name, value)
 
-    # ------------------------------------------------------------------ scikit-learn protocol
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor arguments, by name."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> VAE:
-        """Set constructor arguments; unknown names are an error. Returns self."""
-        for name, value in params.items():
-            if name not in self._param_names():
-                raise VaekitError(f"VAE has no parameter {name!r}; see VAE.get_params()")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = inspect.signature(type(self).__init__).parameters
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k].default}
-        return f"VAE({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+    # ------------------------------------------------------------------ arguments
 
     def configs(self) -> tuple[ModelConfig, TrainConfig]:
         """The arguments as validated configs (VaekitError naming a bad one)."""

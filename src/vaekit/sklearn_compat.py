@@ -12,9 +12,10 @@ checked with its public ``validate_data``, an unfitted model's error is also its
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -54,7 +55,31 @@ def _has_names(X: Any) -> bool:
 
 class Transformer:
     """scikit-learn's transformer protocol for an estimator that defines ``fit``, ``transform``,
-    ``n_features_in_``, ``latent_dim`` and ``conditional``; fitted once ``module_`` is set."""
+    ``n_features_in_``, ``latent_dim`` and ``conditional``; fitted once ``module_`` is set. Its
+    parameters are the arguments of its ``__init__``, each stored under its own name."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, by name."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Set constructor arguments; unknown names are an error. Returns self."""
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise VaekitError(
+                    f"{type(self).__name__} has no parameter {name!r}; see {type(self).__name__}.get_params()"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k].default}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def __sklearn_tags__(self) -> Any:
         """scikit-learn's tags (it calls this; scikit-learn >= 1.6): an unsupervised transformer
