@@ -5,7 +5,7 @@ Writes N RGB 64x64 images (default 300,000: 3.7 GB as bytes, 14.7 GB as float32 
 shifted in brightness), then runs, each in a fresh subprocess, alternating:
 
 - ``disk``: vaekit opens the file as :class:`vaekit.byterows.ByteRows` (rows read with pread), checks
-  it as ``vaekit train`` does (value range, digest: two passes over every byte), and takes
+  it as ``vaekit train`` does (value range and digest: one pass over every byte), and takes
   ``--steps`` optimiser steps through ``Trainer.batches``;
 - ``memory``: the first ``--subset`` rows copied into memory as bytes, the same steps.
 

@@ -22,7 +22,7 @@ def u8_images(tmp_path):
     return tmp_path / "x.npy", x
 
 
-def test_a_uint8_npy_is_mapped_and_gives_the_float_rows_bit_for_bit(u8_images):
+def test_a_uint8_npy_is_read_from_disk_and_gives_the_float_rows_bit_for_bit(u8_images):
     path, x = u8_images
     rows, labels, shape = read_file(path)
     expected, _ = as_rows(x, "x")  # the float32 rows vaekit read before: uint8 / 255
@@ -60,7 +60,7 @@ def test_a_file_is_read_once_for_its_digest_and_value_range_and_a_minibatch_read
     assert ByteRows(x.reshape(len(x), -1), hwc=rows.hwc).digest() == digest
 
 
-def test_training_on_mapped_bytes_equals_training_on_their_floats(u8_images):
+def test_training_on_bytes_read_from_disk_equals_training_on_their_floats(u8_images):
     path, _ = u8_images
     data = load_file(path)
     params = dict(latent_dim=2, hidden=(16,), epochs=2, batch_size=32, binarize="dynamic")

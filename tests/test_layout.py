@@ -13,13 +13,11 @@ from vaekit.networks import VAEModule
 from vaekit.objectives import elbo
 
 SHAPE = (3, 16, 16)
+SMALL = {"width": 8, "blocks": 1, "levels": 2}
 ARCHS = {
     "conv": {"arch": "conv", "likelihood": "discretized_logistic"},
-    "resnet-flat": {"arch": "resnet", "arch_options": {"width": 8, "blocks": 1, "levels": 2}},
-    "resnet-grid": {
-        "arch": "resnet",
-        "arch_options": {"width": 8, "blocks": 1, "levels": 2, "latent": "grid"},
-    },
+    "resnet-flat": {"arch": "resnet", "arch_options": SMALL},
+    "resnet-grid": {"arch": "resnet", "arch_options": {**SMALL, "latent": "grid"}},
 }
 
 

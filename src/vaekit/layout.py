@@ -8,7 +8,7 @@ residual sum in that layout. The weights stay where the trainer keeps them, in i
 buffer (:mod:`vaekit.flat`); PyTorch takes them in the input's layout. The values are the same
 functions of the same weights: only the order of the numbers in memory changes (and with it,
 on a GPU, the summation order inside a convolution, at float32 rounding level). On a CPU the
-contiguous NCHW layout is kept: its convolutions gain nothing from NHWC at these sizes.
+contiguous NCHW layout of earlier versions is kept (channels-last there has not been measured).
 """
 
 from __future__ import annotations

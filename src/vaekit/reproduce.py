@@ -369,11 +369,8 @@ def burda_cell(
             if settings.fast
             else "the paper's full protocol"
         )
-        note = (
-            f"SHORTENED: {'; '.join(parts)}. Expect a worse number than the paper's." if parts else protocol
-        )
-        if settings.fast and parts:
-            note = f"{protocol}. {note}"
+        shortened = f"SHORTENED: {'; '.join(parts)}. Expect a worse number than the paper's."
+        note = protocol if not parts else f"{protocol}. {shortened}" if settings.fast else shortened
         return {
             "paper": BURDA_PAPER,
             "cell": str(cell),
@@ -404,8 +401,11 @@ def burda_cell(
     nll = -result["log_px"]
     _record(run, {**record, "status": "done", "test_nll": nll, "test_nll_sem": result["log_px_sem"]})
     echo(eval_table(result, vae.samples))
-    done = "fast recipe" if settings.fast else "full protocol"
-    done = "shortened run, see above" if record["shortened"] else done
+    done = (
+        "shortened run, see above"
+        if record["shortened"]
+        else ("fast recipe" if settings.fast else "full protocol")
+    )
     echo(
         f"test NLL -log p(x), k={record['k']}: {nll:.2f} ± {result['log_px_sem']:.2f} nats "
         f"(paper: {'no such cell' if paper_nll is None else f'{paper_nll} nats'}) — {done}"
